@@ -1,0 +1,807 @@
+//! [`StoreLocker`]: any [`Store`] as a full [`Locker`].
+//!
+//! The data path of an acquire, start to end:
+//! [`Locker::lock`] → validate → `attempt` (random lease key, instant before
+//! sending, one [`Store::acquire`] round trip) → on "held", sleep until a push
+//! wake-up or a backoff (never past the holder's expiry) → on "granted", a
+//! [`LeaseState`] with its deadline, registered with the background refresher if
+//! auto-refresh is on → [`Lock`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::Notify;
+
+use crate::lock::{LeaseOwner, LeaseState};
+use crate::options::{validate_owner, validate_prefix, validate_resource};
+use crate::trace::round_trip;
+use crate::wait::Backoff;
+use crate::{
+    Acquired, Capabilities, Error, Handler, Info, Infoer, LeaseKey, Lock, LockOptions, Locker,
+    Reader, RefreshRequest, Refreshed, Result, Store,
+};
+
+/// Any [`Store`] as a [`Locker`]: validation, waiting, fencing, the lost signal,
+/// background refresh (one task per locker, batched) and tracing, identical on
+/// every backend. Backend crates name it, e.g. `type MemoryLocker = StoreLocker<MemoryStore>`.
+///
+/// Cloning is cheap and shares everything.
+pub struct StoreLocker<S: Store> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: Store> Clone for StoreLocker<S> {
+    fn clone(&self) -> Self {
+        StoreLocker {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: Store> fmt::Debug for StoreLocker<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreLocker")
+            .field("store", &self.shared.store)
+            .field("owner", &self.shared.owner)
+            .field("refreshed_leases", &self.shared.background.len())
+            .finish()
+    }
+}
+
+impl<S: Store> Drop for StoreLocker<S> {
+    fn drop(&mut self) {
+        // Let the refresher notice if this was the last handle.
+        self.shared.background.wake.notify_one();
+    }
+}
+
+/// Counters of the background refresher, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RefreshStats {
+    /// [`Store::refresh`] calls made by the background task.
+    pub calls: u64,
+    /// Leases those calls renewed.
+    pub renewed: u64,
+    /// Leases found lost (refused, or past their deadline).
+    pub lost: u64,
+}
+
+impl<S: Store> StoreLocker<S> {
+    /// A locker over `store`, identified as `host:pid:random` in `info`.
+    pub fn new(store: S) -> Self {
+        Self::build(store, default_owner())
+    }
+
+    /// A locker over `store` with the given holder identity.
+    ///
+    /// # Errors
+    /// [`InvalidArgument`](Error::InvalidArgument) if `owner` is too long or has
+    /// control characters.
+    pub fn with_owner(store: S, owner: impl Into<String>) -> Result<Self> {
+        let owner = owner.into();
+        validate_owner(&owner)?;
+        Ok(Self::build(store, owner))
+    }
+
+    fn build(store: S, owner: String) -> Self {
+        StoreLocker {
+            shared: Arc::new_cyclic(|me| Shared {
+                store,
+                owner,
+                background: Background::default(),
+                me: me.clone(),
+            }),
+        }
+    }
+
+    /// The store behind this locker.
+    pub fn store(&self) -> &S {
+        &self.shared.store
+    }
+
+    /// The default holder identity.
+    pub fn owner(&self) -> &str {
+        &self.shared.owner
+    }
+
+    /// How many leases the background refresher is keeping alive.
+    pub fn refreshed_leases(&self) -> usize {
+        self.shared.background.len()
+    }
+
+    /// The refresher's counters.
+    pub fn refresh_stats(&self) -> RefreshStats {
+        let b = &self.shared.background;
+        RefreshStats {
+            calls: b.calls.load(Ordering::Relaxed),
+            renewed: b.renewed.load(Ordering::Relaxed),
+            lost: b.lost.load(Ordering::Relaxed),
+        }
+    }
+
+    fn check(&self, resource: &str, options: &LockOptions) -> Result<()> {
+        let caps = self.shared.store.capabilities();
+        validate_resource(resource, caps.max_resource_len)?;
+        options.validate(caps)
+    }
+}
+
+fn default_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+/// Lease keys are random already: hash them by their low bits.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+    fn write_u128(&mut self, value: u128) {
+        self.0 ^= value as u64;
+    }
+}
+
+type LeaseMap = HashMap<LeaseKey, Arc<LeaseState>, BuildHasherDefault<KeyHasher>>;
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What the locker's one background task works on.
+#[derive(Default)]
+struct Background {
+    /// Leases with auto refresh.
+    leases: Mutex<LeaseMap>,
+    /// Leases to release (dropped handles, cancelled acquires).
+    releases: Mutex<Vec<(Box<str>, LeaseKey)>>,
+    wake: Notify,
+    /// Set when a lease was added or a round finished: the task rescans.
+    rescan: AtomicBool,
+    /// The task is alive.
+    running: AtomicBool,
+    calls: AtomicU64,
+    renewed: AtomicU64,
+    lost: AtomicU64,
+}
+
+impl Background {
+    fn len(&self) -> usize {
+        locked(&self.leases).len()
+    }
+
+    fn is_idle(&self) -> bool {
+        locked(&self.leases).is_empty() && locked(&self.releases).is_empty()
+    }
+
+    fn remove(&self, key: LeaseKey) -> Option<Arc<LeaseState>> {
+        locked(&self.leases).remove(&key)
+    }
+
+    /// Leases due for renewal (marked in flight), and when the next one is due.
+    ///
+    /// Leases due within a quarter of their interval are renewed now, so leases
+    /// taken at different moments fall into the same batch after one round.
+    fn scan(&self, now: Instant) -> (Vec<Arc<LeaseState>>, Option<Instant>) {
+        let mut due = Vec::new();
+        let mut next: Option<Instant> = None;
+        let mut lost = 0;
+        locked(&self.leases).retain(|_, lease| {
+            if !lease.is_live() {
+                if lease.mark_lost() || !lease.is_released() {
+                    lost += 1;
+                }
+                return false;
+            }
+            if lease.in_flight.load(Ordering::Acquire) {
+                return true;
+            }
+            let interval = lease.interval.unwrap_or(lease.ttl / 3);
+            let due_at = lease.next_due();
+            if due_at <= now + interval / 4 {
+                lease.in_flight.store(true, Ordering::Release);
+                due.push(lease.clone());
+            } else {
+                next = Some(next.map_or(due_at, |n| n.min(due_at)));
+            }
+            true
+        });
+        self.lost.fetch_add(lost, Ordering::Relaxed);
+        (due, next)
+    }
+}
+
+struct Shared<S: Store> {
+    store: S,
+    owner: String,
+    background: Background,
+    /// This value's own `Arc`, for `&self` methods that must start the task.
+    me: Weak<Shared<S>>,
+}
+
+impl<S: Store> fmt::Debug for Shared<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .field("owner", &self.owner)
+            .finish()
+    }
+}
+
+/// Releases a lease key in the background if an acquire is dropped, or fails,
+/// after its request may have reached the store.
+struct PendingAcquire<'a, S: Store> {
+    shared: &'a Arc<Shared<S>>,
+    resource: &'a str,
+    key: LeaseKey,
+    armed: bool,
+}
+
+impl<S: Store> Drop for PendingAcquire<'_, S> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.queue_release(self.resource.into(), self.key);
+        }
+    }
+}
+
+enum Attempt {
+    Granted(Lock),
+    Held(Option<Duration>),
+}
+
+impl<S: Store> Shared<S> {
+    fn backend(&self) -> &'static str {
+        self.store.capabilities().backend
+    }
+
+    /// One acquire round trip.
+    async fn attempt(self: &Arc<Self>, resource: &str, options: &LockOptions) -> Result<Attempt> {
+        let key = LeaseKey::random();
+        let owner = options.owner.as_deref().unwrap_or(&self.owner);
+        let request = crate::AcquireRequest::new(
+            resource,
+            key,
+            options.ttl,
+            options.permits,
+            owner,
+            &options.data,
+        );
+        let mut pending = PendingAcquire {
+            shared: self,
+            resource,
+            key,
+            armed: true,
+        };
+        // The lease's TTL may start running at the store any time after this.
+        let sent = Instant::now();
+        let answer = round_trip(
+            self.backend(),
+            "acquire",
+            resource,
+            self.store.acquire(&request),
+            |a| match a {
+                Acquired::Granted(_) => "granted",
+                Acquired::Held { .. } => "held",
+            },
+        )
+        .await;
+        match answer {
+            Ok(Acquired::Granted(grant)) => {
+                pending.armed = false;
+                let valid_from = grant.valid_from.map_or(sent, |v| v.min(sent));
+                Ok(Attempt::Granted(self.new_lock(
+                    key,
+                    grant.token,
+                    valid_from,
+                    resource,
+                    options,
+                )))
+            }
+            Ok(Acquired::Held { retry_after }) => {
+                pending.armed = false;
+                Ok(Attempt::Held(retry_after))
+            }
+            Err(error) => {
+                // A request that may have been applied stays armed: its key is
+                // released in the background.
+                pending.armed = error.is_transient();
+                Err(error)
+            }
+        }
+    }
+
+    fn new_lock(
+        self: &Arc<Self>,
+        key: LeaseKey,
+        token: u64,
+        valid_from: Instant,
+        resource: &str,
+        options: &LockOptions,
+    ) -> Lock {
+        let caps = self.store.capabilities();
+        let interval = options.refresh_interval();
+        let state = Arc::new(LeaseState::new(
+            resource,
+            key,
+            token,
+            options.ttl,
+            caps.drift_margin(options.ttl),
+            interval,
+            valid_from,
+        ));
+        if interval.is_some() {
+            locked(&self.background.leases).insert(key, state.clone());
+            self.background.rescan.store(true, Ordering::Release);
+            self.ensure_background();
+        }
+        let owner: Arc<dyn LeaseOwner> = self.clone();
+        Lock::new(state, options.data.clone(), owner)
+    }
+
+    /// Waiting acquire.
+    async fn lock(self: &Arc<Self>, resource: &str, options: &LockOptions) -> Result<Lock> {
+        let started = Instant::now();
+        let deadline = options
+            .wait_timeout
+            .and_then(|wait| started.checked_add(wait));
+        let push = self.store.capabilities().push_wakeup;
+        let mut backoff = Backoff::new();
+        loop {
+            // Subscribe before trying, so a release between the attempt and the
+            // sleep is not missed. A failed subscription falls back to polling.
+            let wakeup = if push && options.wait_timeout.is_some() {
+                self.store
+                    .subscribe(resource)
+                    .await
+                    .unwrap_or_else(|error| {
+                        tracing::debug!(%error, resource, "subscribe failed; polling instead");
+                        None
+                    })
+            } else {
+                None
+            };
+            let retry_after = match self.attempt(resource, options).await? {
+                Attempt::Granted(lock) => return Ok(lock),
+                Attempt::Held(retry_after) => retry_after,
+            };
+            let now = Instant::now();
+            let timed_out = match (options.wait_timeout, deadline) {
+                (None, _) => true,
+                (Some(_), Some(deadline)) => now >= deadline,
+                (Some(_), None) => false,
+            };
+            if timed_out {
+                return Err(Error::WaitTimeout {
+                    resource: resource.to_owned(),
+                    waited: now - started,
+                });
+            }
+            let pause = backoff.pause(wakeup.is_some(), retry_after, now, deadline);
+            match wakeup {
+                Some(wakeup) => {
+                    let _ = tokio::time::timeout(pause, wakeup).await;
+                }
+                None => tokio::time::sleep(pause).await,
+            }
+        }
+    }
+
+    fn queue_release(self: &Arc<Self>, resource: Box<str>, key: LeaseKey) {
+        locked(&self.background.releases).push((resource, key));
+        self.ensure_background();
+        self.background.wake.notify_one();
+    }
+
+    /// Start the background task if it is not running. Without a tokio runtime
+    /// (a handle dropped after the runtime ended) nothing can run: queued
+    /// releases then expire after their TTL.
+    fn ensure_background(self: &Arc<Self>) {
+        let bg = &self.background;
+        if bg.running.load(Ordering::Acquire) {
+            bg.wake.notify_one();
+            return;
+        }
+        if bg
+            .running
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            bg.wake.notify_one();
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(background(self.clone()));
+            }
+            Err(_) => {
+                bg.running.store(false, Ordering::Release);
+                tracing::warn!(
+                    backend = self.backend(),
+                    "no tokio runtime: leases are not refreshed or released in the background"
+                );
+            }
+        }
+    }
+
+    /// Renew `due` in one store call (the backend may split it) and apply the answers.
+    async fn refresh_round(self: Arc<Self>, due: Vec<Arc<LeaseState>>) {
+        let requests: Vec<RefreshRequest<'_>> = due
+            .iter()
+            .map(|lease| RefreshRequest::new(&lease.resource, lease.key, lease.ttl))
+            .collect();
+        let label = if due.len() == 1 {
+            due[0].resource.to_string()
+        } else {
+            format!("<{} leases>", due.len())
+        };
+        // No answer after the last deadline in the batch is no use to anyone.
+        let give_up = due
+            .iter()
+            .filter_map(|lease| lease.deadline())
+            .max()
+            .unwrap_or_else(Instant::now);
+        let sent = Instant::now();
+        self.background.calls.fetch_add(1, Ordering::Relaxed);
+        let call = round_trip(
+            self.backend(),
+            "refresh",
+            &label,
+            self.store.refresh(&requests),
+            |_| "answered",
+        );
+        let answer = match tokio::time::timeout_at(give_up.into(), call).await {
+            Ok(answer) => answer,
+            Err(_) => Err(Error::unavailable(
+                self.backend(),
+                "refresh got no answer before the leases' deadline",
+            )),
+        };
+        let now = Instant::now();
+        match answer {
+            Ok(outcomes) if outcomes.len() == due.len() => {
+                let mut renewed = 0;
+                let mut lost = 0;
+                for (lease, outcome) in due.iter().zip(outcomes) {
+                    let held = outcome == Refreshed::Renewed && lease.confirm_refresh(sent);
+                    if held {
+                        renewed += 1;
+                        lease.set_next_due(sent + lease.interval.unwrap_or(lease.ttl / 3));
+                    } else if lease.mark_lost() {
+                        lost += 1;
+                        tracing::warn!(
+                            backend = self.backend(),
+                            resource = &*lease.resource,
+                            token = lease.token,
+                            "lock lost: the store refused the renewal"
+                        );
+                    }
+                }
+                self.background
+                    .renewed
+                    .fetch_add(renewed, Ordering::Relaxed);
+                self.background.lost.fetch_add(lost, Ordering::Relaxed);
+            }
+            other => {
+                let error = match other {
+                    Err(error) => error.to_string(),
+                    Ok(outcomes) => format!(
+                        "backend answered {} outcomes for {} leases",
+                        outcomes.len(),
+                        due.len()
+                    ),
+                };
+                tracing::warn!(
+                    backend = self.backend(),
+                    leases = due.len(),
+                    %error,
+                    "refresh failed; retrying before the deadline"
+                );
+                for lease in &due {
+                    let interval = lease.interval.unwrap_or(lease.ttl / 3);
+                    let left = lease
+                        .deadline()
+                        .map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
+                    let retry = (interval / 4).min(left / 2).max(Duration::from_millis(5));
+                    lease.set_next_due(now + retry);
+                }
+            }
+        }
+        for lease in &due {
+            lease.in_flight.store(false, Ordering::Release);
+        }
+        self.background.rescan.store(true, Ordering::Release);
+    }
+
+    /// Release a key nobody waits on (dropped handle, cancelled acquire).
+    async fn release_round(self: Arc<Self>, resource: Box<str>, key: LeaseKey) {
+        let mut pause = Duration::from_millis(50);
+        for attempt in 1..=3 {
+            let answer = round_trip(
+                self.backend(),
+                "release",
+                &resource,
+                self.store.release(&resource, key),
+                |released| if *released { "released" } else { "not held" },
+            )
+            .await;
+            match answer {
+                Ok(_) => return,
+                Err(error) if error.is_transient() && attempt < 3 => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 4;
+                }
+                Err(error) => {
+                    tracing::warn!(
+                        backend = self.backend(),
+                        resource = &*resource,
+                        %error,
+                        "background release failed; the lease expires after its TTL"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The locker's one background task: renews every auto-refresh lease in
+/// batches and performs background releases. Exits when the locker, every lock
+/// and every queued release are gone.
+async fn background<S: Store>(shared: Arc<Shared<S>>) {
+    let mut rounds: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
+    let mut next_due: Option<Instant> = None;
+    loop {
+        let wake = shared.background.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+
+        let releases = std::mem::take(&mut *locked(&shared.background.releases));
+        for (resource, key) in releases {
+            rounds.push(Box::pin(shared.clone().release_round(resource, key)));
+        }
+        let now = Instant::now();
+        let timer_fired = next_due.is_some_and(|at| at <= now);
+        if timer_fired || shared.background.rescan.swap(false, Ordering::AcqRel) {
+            let (due, next) = shared.background.scan(now);
+            next_due = next;
+            if !due.is_empty() {
+                rounds.push(Box::pin(shared.clone().refresh_round(due)));
+            }
+        }
+
+        if rounds.is_empty() && Arc::strong_count(&shared) == 1 && shared.background.is_idle() {
+            let bg = &shared.background;
+            bg.running.store(false, Ordering::Release);
+            // Someone may have queued work just before we stopped: take it back
+            // unless a new task already did.
+            if bg.is_idle()
+                || bg
+                    .running
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+
+        let sleep = async {
+            match next_due {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = wake => {}
+            _ = sleep => {}
+            Some(()) = rounds.next(), if !rounds.is_empty() => {}
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Store> LeaseOwner for Shared<S> {
+    async fn refresh_lease(&self, state: &Arc<LeaseState>) -> Result<()> {
+        let request = [RefreshRequest::new(&state.resource, state.key, state.ttl)];
+        let sent = Instant::now();
+        let answer = round_trip(
+            self.backend(),
+            "refresh",
+            &state.resource,
+            self.store.refresh(&request),
+            |_| "answered",
+        )
+        .await?;
+        let lost = || Error::Lost {
+            resource: state.resource.to_string(),
+        };
+        match answer.first() {
+            Some(Refreshed::Renewed) if state.confirm_refresh(sent) => {
+                if let Some(interval) = state.interval {
+                    state.set_next_due(sent + interval);
+                }
+                Ok(())
+            }
+            Some(_) => {
+                if state.mark_lost() {
+                    self.background.lost.fetch_add(1, Ordering::Relaxed);
+                }
+                self.background.remove(state.key);
+                Err(lost())
+            }
+            None => Err(Error::store(
+                self.backend(),
+                "refresh answered nothing for one lease",
+            )),
+        }
+    }
+
+    async fn release_lease(&self, state: &Arc<LeaseState>) -> Result<()> {
+        state.mark_released();
+        self.background.remove(state.key);
+        let released = round_trip(
+            self.backend(),
+            "release",
+            &state.resource,
+            self.store.release(&state.resource, state.key),
+            |released| if *released { "released" } else { "not held" },
+        )
+        .await;
+        match released {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::not_held(&state.resource)),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn release_in_background(&self, state: &Arc<LeaseState>) {
+        state.mark_released();
+        self.background.remove(state.key);
+        if let Some(me) = self.me.upgrade() {
+            me.queue_release(state.resource.clone(), state.key);
+        }
+    }
+
+    fn forget_lease(&self, state: &Arc<LeaseState>) {
+        state.mark_released();
+        self.background.remove(state.key);
+    }
+}
+
+#[async_trait]
+impl<S: Store> Handler for StoreLocker<S> {
+    async fn try_lock(&self, resource: &str, options: &LockOptions) -> Result<Option<Lock>> {
+        self.check(resource, options)?;
+        match self.shared.attempt(resource, options).await? {
+            Attempt::Granted(lock) => Ok(Some(lock)),
+            Attempt::Held(_) => Ok(None),
+        }
+    }
+
+    async fn release(&self, resource: &str, key: LeaseKey) -> Result<()> {
+        validate_resource(resource, self.shared.store.capabilities().max_resource_len)?;
+        if let Some(state) = self.shared.background.remove(key) {
+            state.mark_released();
+        }
+        let released = round_trip(
+            self.shared.backend(),
+            "release",
+            resource,
+            self.shared.store.release(resource, key),
+            |released| if *released { "released" } else { "not held" },
+        )
+        .await?;
+        if released {
+            Ok(())
+        } else {
+            Err(Error::not_held(resource))
+        }
+    }
+
+    async fn refresh(&self, resource: &str, key: LeaseKey, ttl: Duration) -> Result<()> {
+        let caps = self.shared.store.capabilities();
+        validate_resource(resource, caps.max_resource_len)?;
+        LockOptions::new()
+            .with_ttl(ttl)
+            .manual_refresh()
+            .validate(caps)?;
+        let request = [RefreshRequest::new(resource, key, ttl)];
+        let answer = round_trip(
+            self.shared.backend(),
+            "refresh",
+            resource,
+            self.shared.store.refresh(&request),
+            |_| "answered",
+        )
+        .await?;
+        match answer.first() {
+            Some(Refreshed::Renewed) => Ok(()),
+            _ => Err(Error::not_held(resource)),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Store> Infoer for StoreLocker<S> {
+    async fn info(&self, resource: &str) -> Result<Option<Info>> {
+        validate_resource(resource, self.shared.store.capabilities().max_resource_len)?;
+        round_trip(
+            self.shared.backend(),
+            "info",
+            resource,
+            self.shared.store.info(resource),
+            |info| if info.is_some() { "held" } else { "free" },
+        )
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        validate_prefix(prefix, self.shared.store.capabilities().max_resource_len)?;
+        round_trip(
+            self.shared.backend(),
+            "list",
+            prefix,
+            self.shared.store.list(prefix),
+            |_| "listed",
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Reader for StoreLocker<S> {
+    async fn read(&self, resource: &str) -> Result<Option<Bytes>> {
+        validate_resource(resource, self.shared.store.capabilities().max_resource_len)?;
+        round_trip(
+            self.shared.backend(),
+            "read",
+            resource,
+            self.shared.store.read(resource),
+            |data| if data.is_some() { "held" } else { "free" },
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl<S: Store> Locker for StoreLocker<S> {
+    async fn lock(&self, resource: &str, options: &LockOptions) -> Result<Lock> {
+        self.check(resource, options)?;
+        self.shared.lock(resource, options).await
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        self.shared.store.capabilities()
+    }
+}

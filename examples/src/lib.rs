@@ -1,0 +1,38 @@
+//! What the example programs share: picking the backend from `DISTLOCK_URL`.
+//!
+//! Every example runs on whichever backend the URL names (default `memory://`),
+//! among those this build has (features `memory`, …).
+//!
+//! The project README follows; its code is compiled as this crate's doc tests.
+#![doc = include_str!("../../README.md")]
+// Example programs stop with a message on the first surprise.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use distlock_core::{Locker, NoopConnector, Registry, Result};
+
+/// The backends compiled into this build.
+pub fn registry() -> Registry {
+    let registry = Registry::new().with(NoopConnector);
+    #[cfg(feature = "memory")]
+    let registry = registry.with(distlock_memory::MemoryConnector);
+    registry
+}
+
+/// The URL from `DISTLOCK_URL`, or `memory://`.
+pub fn url() -> String {
+    std::env::var("DISTLOCK_URL").unwrap_or_else(|_| "memory://".to_owned())
+}
+
+/// Connect to the store `DISTLOCK_URL` names; set `RUST_LOG=distlock=debug` to
+/// see one span per store round trip.
+pub async fn connect() -> Result<Arc<dyn Locker>> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    registry().connect(&url()).await
+}
