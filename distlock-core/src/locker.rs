@@ -375,6 +375,9 @@ impl<S: Store> Shared<S> {
         let deadline = options
             .wait_timeout
             .and_then(|wait| started.checked_add(wait));
+        if options.wait_timeout.is_some() && self.store.capabilities().queued_wait {
+            return self.lock_queued(resource, options, started, deadline).await;
+        }
         let push = self.store.capabilities().push_wakeup;
         let mut backoff = Backoff::new();
         loop {
@@ -413,6 +416,59 @@ impl<S: Store> Shared<S> {
                     let _ = tokio::time::timeout(pause, wakeup).await;
                 }
                 None => tokio::time::sleep(pause).await,
+            }
+        }
+    }
+
+    /// Waiting acquire through the store's own queue.
+    async fn lock_queued(
+        self: &Arc<Self>,
+        resource: &str,
+        options: &LockOptions,
+        started: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<Lock> {
+        let key = LeaseKey::random();
+        let owner = options.owner.as_deref().unwrap_or(&self.owner);
+        let request = crate::AcquireRequest::new(
+            resource,
+            key,
+            options.ttl,
+            options.permits,
+            owner,
+            &options.data,
+        );
+        let mut pending = PendingAcquire {
+            shared: self,
+            resource,
+            key,
+            armed: true,
+        };
+        let answer = round_trip(
+            self.backend(),
+            "acquire_queued",
+            resource,
+            self.store.acquire_queued(&request, deadline),
+            |g| if g.is_some() { "granted" } else { "timed out" },
+        )
+        .await;
+        match answer {
+            Ok(Some(grant)) => {
+                pending.armed = false;
+                // Without an anchor from the store, the only safe one is the start.
+                let valid_from = grant.valid_from.unwrap_or(started);
+                Ok(self.new_lock(key, grant.token, valid_from, resource, options))
+            }
+            Ok(None) => {
+                pending.armed = false;
+                Err(Error::WaitTimeout {
+                    resource: resource.to_owned(),
+                    waited: started.elapsed(),
+                })
+            }
+            Err(error) => {
+                // Whatever the error, a queue entry may remain: release the key.
+                Err(error)
             }
         }
     }

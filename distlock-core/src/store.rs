@@ -39,6 +39,9 @@ pub struct Capabilities {
     pub push_wakeup: bool,
     /// [`Store::refresh`] renews many leases in one round trip.
     pub batch_refresh: bool,
+    /// Waiters queue in the store ([`Store::acquire_queued`]), FIFO, each woken
+    /// only by its predecessor (etcd's way), instead of the core's retry loop.
+    pub queued_wait: bool,
     /// Time added to the 1 % drift margin between the client's and the store's
     /// clocks (0 when the store's clock is the client's).
     pub clock_margin: Duration,
@@ -57,6 +60,7 @@ impl Capabilities {
             max_resource_len: crate::MAX_RESOURCE_LEN,
             push_wakeup: false,
             batch_refresh: false,
+            queued_wait: false,
             clock_margin: Duration::from_millis(2),
         }
     }
@@ -100,6 +104,12 @@ impl Capabilities {
     /// Declare batched refresh.
     pub fn with_batch_refresh(mut self, batch: bool) -> Self {
         self.batch_refresh = batch;
+        self
+    }
+
+    /// Declare a store-side wait queue ([`Store::acquire_queued`]).
+    pub fn with_queued_wait(mut self, queued: bool) -> Self {
+        self.queued_wait = queued;
         self
     }
 
@@ -289,5 +299,32 @@ pub trait Store: Debug + Send + Sync + 'static {
     fn subscribe(&self, resource: &str) -> impl Future<Output = Result<Option<Wakeup>>> + Send {
         let _ = resource;
         async { Ok(None) }
+    }
+
+    /// Join the store's wait queue for `request.resource` and wait until granted
+    /// or until `deadline` (`None`: no limit). Called instead of the core's retry
+    /// loop only when [`Capabilities::queued_wait`] is set.
+    ///
+    /// `Ok(Some(grant))`: granted; `grant.valid_from` **must** be set to an
+    /// instant no later than the one from which the store counts the lease's TTL
+    /// (for etcd, the sending of the session lease's last keep-alive).
+    /// `Ok(None)`: the deadline passed; the queue entry is gone.
+    ///
+    /// # Cancel safety
+    /// If the future is dropped, the core releases `request.key`, which must
+    /// remove the queue entry.
+    fn acquire_queued(
+        &self,
+        request: &AcquireRequest<'_>,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<Option<Grant>>> + Send {
+        let _ = (request, deadline);
+        let backend = self.capabilities().backend;
+        async move {
+            Err(crate::Error::Unsupported {
+                backend,
+                operation: "queued acquire",
+            })
+        }
     }
 }
