@@ -69,7 +69,7 @@ async fn main() -> distlock_core::Result<()> {
                     log(format!("replica-{replica}: LOST primary role; stopped working"));
                 }
                 _ = work => {}
-                _ = tokio::time::sleep(Duration::from_millis(1500)) => {
+                _ = tokio::time::sleep(Duration::from_millis(1500)), if replica != 0 => {
                     log(format!("replica-{replica}: steps down cleanly"));
                     lock.release().await?;
                 }
