@@ -4,6 +4,7 @@
 
 mod connect;
 mod error;
+pub mod layer;
 mod lease_key;
 mod lock;
 mod locker;

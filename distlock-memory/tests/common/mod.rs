@@ -1,0 +1,48 @@
+//! The memory backend's conformance fixture, shared by the suite runs.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use distlock_core::conformance::Fixture;
+use distlock_core::layer::Retrying;
+use distlock_core::{Connector, Locker};
+use distlock_memory::{MemoryConnector, MemoryStore};
+
+/// Lockers over one shared in-process table, optionally behind a layer.
+pub(crate) struct MemoryFixture {
+    pub(crate) store: MemoryStore,
+    /// Wrap every locker in the `Retrying` layer.
+    pub(crate) layered: bool,
+}
+
+#[async_trait]
+impl Fixture for MemoryFixture {
+    async fn locker(&self) -> Arc<dyn Locker> {
+        if self.layered {
+            Arc::new(Retrying::new(self.store.locker()))
+        } else {
+            Arc::new(self.store.locker())
+        }
+    }
+
+    async fn expire(&self, resource: &str) {
+        self.store.expire(resource);
+    }
+
+    fn connector(&self) -> Option<Arc<dyn Connector>> {
+        Some(Arc::new(MemoryConnector))
+    }
+
+    fn bad_urls(&self) -> Vec<String> {
+        [
+            "memory://user:hunter2@table",
+            "memory://table/with/path",
+            "memory://table:6379",
+            "memory://table?size=3",
+            "memory://[::1",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+}
