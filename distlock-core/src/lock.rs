@@ -49,6 +49,8 @@ pub(crate) struct LeaseState {
     next_due: AtomicU64,
     /// A refresh round for this lease is under way.
     pub(crate) in_flight: AtomicBool,
+    /// Encoded instant the lease ended (lost: its deadline, or the refusal).
+    ended_at: AtomicU64,
     notify: Notify,
 }
 
@@ -85,6 +87,7 @@ impl LeaseState {
             deadline: AtomicU64::new(encode(sent + ttl.saturating_sub(drift))),
             next_due: AtomicU64::new(encode(sent + interval.unwrap_or(ttl))),
             in_flight: AtomicBool::new(false),
+            ended_at: AtomicU64::new(RELEASED),
             notify: Notify::new(),
         }
         // A grant that took longer than its TTL to come back is lost from the
@@ -136,10 +139,30 @@ impl LeaseState {
                 .compare_exchange(current, to, Ordering::AcqRel, Ordering::Acquire)
             {
                 Ok(_) => {
+                    // The lease ended at its deadline, or now if that is earlier
+                    // (a refused refresh, a release).
+                    let ended = encode(Instant::now()).min(current);
+                    self.ended_at.store(ended, Ordering::Release);
                     self.notify.notify_waiters();
                     return true;
                 }
                 Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// When the lease stopped being safe to use, if it has: the deadline that
+    /// passed, or the moment a refresh was refused.
+    pub(crate) fn lost_at(&self) -> Option<Instant> {
+        match self.deadline.load(Ordering::Acquire) {
+            LOST => match self.ended_at.load(Ordering::Acquire) {
+                LOST | RELEASED => None,
+                ended => Some(decode(ended)),
+            },
+            RELEASED => None,
+            deadline => {
+                let deadline = decode(deadline);
+                (Instant::now() >= deadline).then_some(deadline)
             }
         }
     }
@@ -298,6 +321,13 @@ impl Lock {
         self.state.is_lost()
     }
 
+    /// When the lock stopped being safe to use, once it is lost: the deadline
+    /// that passed, or the moment the store refused a refresh. `None` while held
+    /// (or after release).
+    pub fn lost_at(&self) -> Option<Instant> {
+        self.state.lost_at()
+    }
+
     /// A future that completes when the lock is lost (or released). Ready at once
     /// if it already is; owns what it needs, so it can be moved into a task or
     /// used in `tokio::select!`.
@@ -413,6 +443,11 @@ impl LostSignal {
         self.state.is_lost()
     }
 
+    /// When the lock stopped being safe to use; see [`Lock::lost_at`].
+    pub fn lost_at(&self) -> Option<Instant> {
+        self.state.lost_at()
+    }
+
     /// Whether the lock was released by its holder.
     pub fn is_released(&self) -> bool {
         self.state.is_released()
@@ -454,7 +489,10 @@ mod tests {
             .await
             .expect("lost fires by the deadline");
         assert!(s.is_lost());
+        let lost_at = s.lost_at().expect("lost at its deadline");
+        assert!(lost_at <= Instant::now());
         assert!(!s.confirm_refresh(sent), "a lost lease stays lost");
+        assert_eq!(s.lost_at(), Some(lost_at), "the end does not move");
         assert!(s.is_lost());
     }
 
