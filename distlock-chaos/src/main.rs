@@ -1,0 +1,158 @@
+//! `chaos`: the fault-injection harness. Runs many holders against one backend
+//! while injecting faults, records a history (grants, losses, releases, kills,
+//! writes to a fenced resource), and checks the promise the library exists
+//! for: no two holders at once, and `lost` before anyone else is granted.
+//!
+//! ```text
+//! chaos [BACKEND…] [--seconds N | --minutes N] [--holders N] [--ttl-ms N] [--seed N] [--history DIR]
+//! ```
+//!
+//! Each backend is run twice: fenced (the resource rejects older tokens: the run
+//! fails on any stale write accepted, any overlap, any non-positive lost lead
+//! or any leak) and unfenced (the resource accepts everything: its anomalies are
+//! the evidence for fencing tokens, reported, not failed on). Output ends with
+//! one line per backend:
+//! `reliability BACKEND: acquisitions=N faults=N stale_writes=N overlaps=N lost_lead_min_ms=X kill_regrant_p50_ms=Y leaks=N`
+
+#![allow(clippy::print_stdout)]
+
+mod fence;
+mod history;
+#[cfg(feature = "memory")]
+mod inprocess;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The resource every holder fights over.
+pub(crate) const RESOURCE: &str = "chaos/the-one-resource";
+
+/// What one run does.
+#[derive(Debug, Clone)]
+pub(crate) struct RunConfig {
+    pub(crate) duration: Duration,
+    pub(crate) holders: u32,
+    pub(crate) ttl: Duration,
+    pub(crate) seed: u64,
+    /// Write each run's full history here (one file per backend and variant).
+    pub(crate) history_dir: Option<std::path::PathBuf>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: chaos [BACKEND…] [--seconds N | --minutes N] [--holders N] [--ttl-ms N] [--seed N] [--history DIR]\n\
+         backends in this build: {}",
+        BACKENDS.join(", ")
+    );
+    std::process::exit(2)
+}
+
+const BACKENDS: &[&str] = &[
+    #[cfg(feature = "memory")]
+    "memory",
+];
+
+fn parse() -> (Vec<String>, RunConfig) {
+    let mut config = RunConfig {
+        duration: Duration::from_secs(60),
+        holders: 4,
+        ttl: Duration::from_millis(300),
+        seed: fastrand::u64(..),
+        history_dir: None,
+    };
+    let mut backends = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut number = |name: &str| -> u64 {
+            args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+                eprintln!("{name} needs a whole number");
+                usage()
+            })
+        };
+        match arg.as_str() {
+            "--seconds" => config.duration = Duration::from_secs(number("--seconds")),
+            "--minutes" => config.duration = Duration::from_secs(60 * number("--minutes")),
+            "--holders" => config.holders = u32::try_from(number("--holders")).unwrap_or(4).max(2),
+            "--ttl-ms" => config.ttl = Duration::from_millis(number("--ttl-ms").max(50)),
+            "--seed" => config.seed = number("--seed"),
+            "--history" => {
+                config.history_dir = Some(args.next().unwrap_or_else(|| usage()).into());
+            }
+            "-h" | "--help" => usage(),
+            name if BACKENDS.contains(&name) => backends.push(name.to_owned()),
+            other => {
+                eprintln!("unknown argument or backend not in this build: {other}");
+                usage()
+            }
+        }
+    }
+    if backends.is_empty() {
+        backends = BACKENDS.iter().map(|b| (*b).to_owned()).collect();
+    }
+    (backends, config)
+}
+
+async fn run_backend(backend: &str, config: &RunConfig, fenced: bool) -> Option<history::History> {
+    match backend {
+        #[cfg(feature = "memory")]
+        "memory" => Some(inprocess::run(config, fenced).await),
+        _ => None,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let (backends, config) = parse();
+    println!(
+        "chaos: {} s per backend and variant, {} holders, TTL {:?}, seed {}",
+        config.duration.as_secs(),
+        config.holders,
+        config.ttl,
+        config.seed
+    );
+    let mut summaries = Vec::new();
+    let mut safe = true;
+    for backend in &backends {
+        for fenced in [true, false] {
+            let Some(history) = run_backend(backend, &config, fenced).await else {
+                eprintln!("chaos: backend {backend} is not runnable in this build");
+                return ExitCode::FAILURE;
+            };
+            let figures = history.figures(history::now_ns());
+            let label = if fenced { "fenced" } else { "UNFENCED" };
+            if let Some(dir) = &config.history_dir {
+                let path = dir.join(format!("{backend}-{}.history", label.to_lowercase()));
+                if let Err(error) = std::fs::create_dir_all(dir)
+                    .and_then(|()| std::fs::write(&path, history.dump()))
+                {
+                    eprintln!("chaos: cannot write {}: {error}", path.display());
+                }
+            }
+            println!("{backend} ({label}):");
+            for line in figures.details() {
+                println!("{line}");
+            }
+            if fenced {
+                if !figures.safe() {
+                    safe = false;
+                    println!("  FAILED: a promise was broken (see the figures above)");
+                }
+                summaries.push(figures.summary(backend));
+            } else {
+                println!(
+                    "  unfenced {backend}: stale writes accepted={} of {} writes \
+                     (what the same run does to storage without token checks)",
+                    figures.stale_writes, figures.writes
+                );
+            }
+        }
+    }
+    for line in summaries {
+        println!("{line}");
+    }
+    if safe {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
