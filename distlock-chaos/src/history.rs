@@ -49,7 +49,6 @@ impl Kind {
         }
     }
 
-    #[cfg(test)]
     fn parse(text: &str) -> Option<Kind> {
         Some(match text {
             "GRANT" => Kind::Grant,
@@ -85,7 +84,6 @@ impl fmt::Display for Event {
 
 impl Event {
     /// Parse what `Display` wrote (holders in child processes print these).
-    #[cfg(test)]
     pub(crate) fn parse(line: &str) -> Option<Event> {
         let mut parts = line.split_whitespace();
         if parts.next()? != "EV" {

@@ -20,6 +20,8 @@ mod fence;
 mod history;
 #[cfg(feature = "memory")]
 mod inprocess;
+mod process;
+mod proxy;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -52,6 +54,10 @@ const BACKENDS: &[&str] = &[
     "memory",
 ];
 
+/// Networked backends of this build: (name, URL variable, scripts/services
+/// name, keeps its data across a restart).
+const NETWORKED: &[(&str, &str, &str, bool)] = &[];
+
 fn parse() -> (Vec<String>, RunConfig) {
     let mut config = RunConfig {
         duration: Duration::from_secs(60),
@@ -79,7 +85,9 @@ fn parse() -> (Vec<String>, RunConfig) {
                 config.history_dir = Some(args.next().unwrap_or_else(|| usage()).into());
             }
             "-h" | "--help" => usage(),
-            name if BACKENDS.contains(&name) => backends.push(name.to_owned()),
+            name if BACKENDS.contains(&name) || NETWORKED.iter().any(|b| b.0 == name) => {
+                backends.push(name.to_owned());
+            }
             other => {
                 eprintln!("unknown argument or backend not in this build: {other}");
                 usage()
@@ -87,21 +95,55 @@ fn parse() -> (Vec<String>, RunConfig) {
         }
     }
     if backends.is_empty() {
-        backends = BACKENDS.iter().map(|b| (*b).to_owned()).collect();
+        backends = BACKENDS
+            .iter()
+            .chain(NETWORKED.iter().map(|b| &b.0))
+            .map(|b| (*b).to_owned())
+            .collect();
     }
     (backends, config)
 }
 
-async fn run_backend(backend: &str, config: &RunConfig, fenced: bool) -> Option<history::History> {
-    match backend {
-        #[cfg(feature = "memory")]
-        "memory" => Some(inprocess::run(config, fenced).await),
-        _ => None,
+async fn run_backend(
+    backend: &str,
+    config: &RunConfig,
+    fenced: bool,
+) -> Result<history::History, String> {
+    #[cfg(feature = "memory")]
+    if backend == "memory" {
+        return Ok(inprocess::run(config, fenced).await);
+    }
+    let Some(&(name, variable, service, durable)) = NETWORKED.iter().find(|b| b.0 == backend)
+    else {
+        return Err(format!("backend {backend} is not in this build"));
+    };
+    let url = std::env::var(variable).map_err(|_| {
+        format!("{variable} is not set: start the store with `eval \"$(scripts/services up {service})\"`")
+    })?;
+    let target = process::Target {
+        backend: name,
+        url,
+        service,
+        durable,
+    };
+    process::run(config, &target, fenced).await
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("holder") {
+        return process::holder_main(&args[2..]);
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(error) => {
+            eprintln!("chaos: {error}");
+            ExitCode::FAILURE
+        }
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+async fn run() -> ExitCode {
     let (backends, config) = parse();
     println!(
         "chaos: {} s per backend and variant, {} holders, TTL {:?}, seed {}",
@@ -114,9 +156,12 @@ async fn main() -> ExitCode {
     let mut safe = true;
     for backend in &backends {
         for fenced in [true, false] {
-            let Some(history) = run_backend(backend, &config, fenced).await else {
-                eprintln!("chaos: backend {backend} is not runnable in this build");
-                return ExitCode::FAILURE;
+            let history = match run_backend(backend, &config, fenced).await {
+                Ok(history) => history,
+                Err(error) => {
+                    eprintln!("chaos: {error}");
+                    return ExitCode::FAILURE;
+                }
             };
             let figures = history.figures(history::now_ns());
             let label = if fenced { "fenced" } else { "UNFENCED" };
