@@ -380,20 +380,9 @@ impl<S: Store> Shared<S> {
         }
         let push = self.store.capabilities().push_wakeup;
         let mut backoff = Backoff::new();
+        // Armed wake-up for the next release, kept across fallback timeouts.
+        let mut wakeup: Option<crate::Wakeup> = None;
         loop {
-            // Subscribe before trying, so a release between the attempt and the
-            // sleep is not missed. A failed subscription falls back to polling.
-            let wakeup = if push && options.wait_timeout.is_some() {
-                self.store
-                    .subscribe(resource)
-                    .await
-                    .unwrap_or_else(|error| {
-                        tracing::debug!(%error, resource, "subscribe failed; polling instead");
-                        None
-                    })
-            } else {
-                None
-            };
             let retry_after = match self.attempt(resource, options).await? {
                 Attempt::Granted(lock) => return Ok(lock),
                 Attempt::Held(retry_after) => retry_after,
@@ -410,10 +399,28 @@ impl<S: Store> Shared<S> {
                     waited: now - started,
                 });
             }
+            if push && wakeup.is_none() {
+                // Subscribe only once the resource is found held (an uncontended
+                // lock() stays one round trip), then try again at once: a release
+                // between the attempt and the subscription is not missed.
+                match self.store.subscribe(resource).await {
+                    Ok(Some(armed)) => {
+                        wakeup = Some(armed);
+                        continue;
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, resource, "subscribe failed; polling instead");
+                    }
+                }
+            }
             let pause = backoff.pause(wakeup.is_some(), retry_after, now, deadline);
-            match wakeup {
-                Some(wakeup) => {
-                    let _ = tokio::time::timeout(pause, wakeup).await;
+            match wakeup.as_mut() {
+                Some(armed) => {
+                    if tokio::time::timeout(pause, armed).await.is_ok() {
+                        // Used up: subscribe again if the next attempt finds it held.
+                        wakeup = None;
+                    }
                 }
                 None => tokio::time::sleep(pause).await,
             }
