@@ -2,8 +2,8 @@
 //! equivalent (a `tokio::sync::Mutex` per name in a map), in one run,
 //! interleaved so that machine noise hits both sides alike.
 //!
-//! `cargo bench -p distlock-memory` prints a table and one line for scripts:
-//! `bench memory: cycle_ns_p50=… raw_ratio=… handoff_us_p50=… bytes_per_lock=… refresh_requests_10k=…`
+//! `cargo bench -p distlock-memory` prints a table (with throughput and refresh
+//! cost from the shared kit, `distlock-bench`) and the `bench memory:` line.
 #![allow(unsafe_code)] // the counting allocator below
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
@@ -161,44 +161,10 @@ async fn bytes_per_lock(count: usize, options: &LockOptions) -> f64 {
     (after - before) as f64 / count as f64
 }
 
-async fn refresh_calls(count: usize) -> (u64, u64) {
-    let store = MemoryStore::new();
-    let locker = store.locker();
-    let ttl = Duration::from_millis(600);
-    let options = LockOptions::new().with_ttl(ttl);
-    let mut locks = Vec::with_capacity(count);
-    for i in 0..count {
-        locks.push(
-            locker
-                .try_lock(&format!("bench/refresh/{i}"), &options)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
-    // Let the first round align the leases, then count three intervals.
-    tokio::time::sleep(ttl / 2).await;
-    let start = locker.refresh_stats();
-    tokio::time::sleep(ttl).await; // three intervals of ttl/3
-    let end = locker.refresh_stats();
-    assert!(
-        locks.iter().all(|l| !l.is_lost()),
-        "a refreshed lock was lost"
-    );
-    for lock in locks {
-        lock.release().await.unwrap();
-    }
-    (
-        (end.calls - start.calls).div_ceil(3),
-        (end.renewed - start.renewed).div_ceil(3),
-    )
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing: run short then.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let rounds = if quick { 2 } else { ROUNDS };
+    let full = distlock_bench::full_run();
+    let rounds = if full { ROUNDS } else { 2 };
 
     let store = MemoryStore::new();
     let locker = store.locker();
@@ -216,7 +182,7 @@ async fn main() {
     let cycle_auto = percentile(&mut ours_auto, 0.5);
     let raw_cycle = percentile(&mut theirs, 0.5);
 
-    let samples = if quick { 50 } else { 2000 };
+    let samples = if full { 2000 } else { 50 };
     let mut handoff = handoff_us(samples).await;
     let mut raw_handoff = raw_handoff_us(samples).await;
     let (h50, h99) = (
@@ -228,37 +194,80 @@ async fn main() {
         percentile(&mut raw_handoff, 0.99),
     );
 
-    let held = if quick { 1_000 } else { 100_000 };
+    let held = if full { 100_000 } else { 1_000 };
     let bytes_manual = bytes_per_lock(held, &manual).await;
     let bytes_auto = bytes_per_lock(held, &auto).await;
-    let (calls, renewed) = refresh_calls(10_000).await;
 
+    let mut report = distlock_bench::Report::new("memory");
+    report
+        .headline(cycle / 1000.0, cycle / raw_cycle, None)
+        .row(
+            "try_lock + release, manual refresh (batch p50)",
+            format!(
+                "{cycle:.0} ns (tokio::sync::Mutex in a map: {raw_cycle:.0} ns, {:.2}×)",
+                cycle / raw_cycle
+            ),
+        )
+        .row(
+            "try_lock + release, auto refresh (batch p50)",
+            format!(
+                "{cycle_auto:.0} ns ({:.2}× the mutex map)",
+                cycle_auto / raw_cycle
+            ),
+        )
+        .row(
+            "handoff p50 / p99 (release → waiter holds; push wake-up)",
+            format!("{h50:.1} / {h99:.1} µs (tokio::sync::Mutex: {r50:.1} / {r99:.1} µs)"),
+        )
+        .row(
+            format!("heap per held lock ({held} held), manual / auto refresh"),
+            format!("{bytes_manual:.0} / {bytes_auto:.0} B"),
+        );
+
+    let duration = if full {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_millis(100)
+    };
+    let lockers: Vec<Arc<dyn Locker>> = (0..4)
+        .map(|_| Arc::new(store.locker()) as Arc<dyn Locker>)
+        .collect();
+    for tasks in [1, 16, 64] {
+        let distinct =
+            distlock_bench::throughput(&lockers, tasks, false, duration, "bench/tp").await;
+        let hot = distlock_bench::throughput(&lockers, tasks, true, duration, "bench/tp").await;
+        report.row(
+            format!("throughput, {tasks} tasks: distinct keys / one hot key"),
+            format!("{distinct:.0} / {hot:.0} grants/s"),
+        );
+    }
+    let mut refresh_10k = None;
+    for count in [10, 1_000, 10_000] {
+        let calls = distlock_bench::refresh_calls(
+            &locker,
+            count,
+            Duration::from_millis(600),
+            "bench/refresh",
+        )
+        .await;
+        report.row(
+            format!("refresh: store calls per interval holding {count} locks"),
+            calls.map_or("a lock was lost".to_owned(), |c| format!("{c:.1}")),
+        );
+        if count == 10_000 {
+            refresh_10k = calls;
+        }
+    }
+    report.refresh_10k(refresh_10k);
+    report.handoff_p50(h50);
     println!(
-        "memory backend, {} (release build, current-thread runtime, {rounds} interleaved rounds)",
-        if quick { "QUICK RUN" } else { "full run" }
+        "memory backend, {} run, current-thread runtime",
+        if full { "full" } else { "QUICK" }
     );
-    println!("| measure | distlock | tokio::sync::Mutex in a map | ratio |");
-    println!("|---|---|---|---|");
+    print!("{}", report.render());
+    // The memory line also carries the figures its own goals are stated in.
     println!(
-        "| try_lock + release, manual refresh (p50) | {cycle:.0} ns | {raw_cycle:.0} ns | {:.2}× |",
-        cycle / raw_cycle
-    );
-    println!(
-        "| try_lock + release, auto refresh (p50) | {cycle_auto:.0} ns | {raw_cycle:.0} ns | {:.2}× |",
-        cycle_auto / raw_cycle
-    );
-    println!(
-        "| handoff p50 / p99 | {h50:.1} / {h99:.1} µs | {r50:.1} / {r99:.1} µs | {:.2}× |",
-        h50 / r50
-    );
-    println!(
-        "| heap per held lock ({held} held), manual / auto | {bytes_manual:.0} / {bytes_auto:.0} B | | |"
-    );
-    println!(
-        "| refresh of 10,000 held locks | {calls} store calls per interval ({renewed} leases renewed) | | |"
-    );
-    println!(
-        "bench memory: cycle_ns_p50={cycle:.0} raw_ratio={:.2} peer_ratio=na handoff_us_p50={h50:.1} bytes_per_lock={bytes_auto:.0} refresh_requests_10k={calls}",
+        "bench memory-detail: cycle_ns_p50={cycle:.0} mutex_map_ratio={:.2} handoff_us_p50={h50:.1} bytes_per_lock={bytes_auto:.0}",
         cycle / raw_cycle
     );
 }
