@@ -190,7 +190,9 @@ impl RedisConfig {
                 }
                 "db" => {
                     if db.is_some() {
-                        return Err(invalid("the database is given twice (path and ?db=)".into()));
+                        return Err(invalid(
+                            "the database is given twice (path and ?db=)".into(),
+                        ));
                     }
                     db = Some(parse_db(&value).map_err(&invalid)?);
                 }
@@ -284,7 +286,11 @@ impl RedisConfig {
     }
 
     /// Present this client certificate and key (PEM) on `rediss://`.
-    pub fn with_client_cert_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+    pub fn with_client_cert_pem(
+        mut self,
+        cert: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
         self.client_pem = Some((cert.into(), key.into()));
         self
     }
@@ -459,7 +465,8 @@ mod tests {
             }
         );
 
-        let c = RedisConfig::from_url("redis+unix:///run/redis.sock?db=2&password=hunter2").unwrap();
+        let c =
+            RedisConfig::from_url("redis+unix:///run/redis.sock?db=2&password=hunter2").unwrap();
         assert_eq!(c.address, Address::Unix("/run/redis.sock".into()));
         assert_eq!(c.db, 2);
         assert!(!format!("{c:?}").contains("hunter2"));
@@ -485,7 +492,10 @@ mod tests {
         ] {
             match RedisConfig::from_url(bad) {
                 Err(Error::InvalidUrl { url, reason }) => {
-                    assert!(!url.contains("hunter2") && !reason.contains("hunter2"), "{bad}");
+                    assert!(
+                        !url.contains("hunter2") && !reason.contains("hunter2"),
+                        "{bad}"
+                    );
                 }
                 other => panic!("{bad}: expected InvalidUrl, got {other:?}"),
             }

@@ -4,10 +4,12 @@
 //!
 //! | key | type | holds | lifetime |
 //! |---|---|---|---|
-//! | `{P:R}` | sorted set | lease key (32 hex digits) → expiry, ms of the server's `TIME` | `PEXPIREAT` the latest expiry |
-//! | `{P:R}:h` | hash | lease key → `token:acquired_ms:owner_len:owner` + data; `#p` → permits | as the set |
+//! | `{P:R}` | string (mutex) | lease key (32 hex digits), waiter flag, details | `PX` the lease |
+//! | `{P:R}` | sorted set (permits > 1) | lease key → expiry, ms of the server's `TIME` | `PEXPIREAT` the latest expiry |
+//! | `{P:R}:h` | hash (permits > 1) | lease key → details; `#p` → permits | as the set |
 //! | `{P:R}:t` | string | the fencing-token counter (`INCR`) | never deleted |
 //!
+//! Details are `token:acquired_ms:owner_len:` + owner + data.
 //! Release publishes on the channel `{P:R}:w`.
 //!
 //! Every name starts with the same `{P:R}`: Redis Cluster hashes only the part

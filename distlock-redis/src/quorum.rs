@@ -202,7 +202,8 @@ impl Store for QuorumStore {
                     granted.push((index, token, expires_ms));
                 }
                 Ok(RawAcquired::Held { retry_after_ms }) => {
-                    retry_after = Some(retry_after.map_or(retry_after_ms, |r| r.min(retry_after_ms)));
+                    retry_after =
+                        Some(retry_after.map_or(retry_after_ms, |r| r.min(retry_after_ms)));
                 }
                 Ok(RawAcquired::Mismatch { existing }) => mismatch = Some(existing),
                 Err(error) => {
@@ -362,7 +363,10 @@ impl Store for QuorumStore {
         let answers = join_all(self.inner.stores.iter().map(|s| s.subscribe(resource))).await;
         let wakeups: Vec<Wakeup> = answers.into_iter().flatten().flatten().collect();
         if wakeups.is_empty() {
-            return Err(Error::unavailable(BACKEND, "no server confirmed the subscription"));
+            return Err(Error::unavailable(
+                BACKEND,
+                "no server confirmed the subscription",
+            ));
         }
         Ok(Some(Box::pin(async move {
             let _ = select_all(wakeups).await;

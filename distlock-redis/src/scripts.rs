@@ -1,12 +1,26 @@
-//! The Lua scripts: one per operation, each one round trip, each judging
-//! expiry by the server's `TIME` (milliseconds; a lease is live while
-//! `now < expiry`). Layout of the keys: [`crate::keys`].
+//! The Lua scripts: one per operation, each one round trip. Layout of the keys:
+//! [`crate::keys`].
+//!
+//! A resource's main key `{P:R}` is, while held, either
+//! - a **string** (a mutex, permits = 1): the lease key (32 hex digits), a
+//!   waiter flag (`-`, or `w` once an attempt found it held), then the details,
+//!   expiring with the lease (`SET … NX PX`): Redis's own expiry, the server's
+//!   clock. The fast path: three commands to acquire (`TIME`, `INCR`, `SET`),
+//!   two to release (`GETRANGE`, `DEL`), plus `PUBLISH` only if someone tried
+//!   while it was held.
+//! - a **sorted set** (a semaphore, permits > 1): lease key → expiry in ms of the
+//!   server's `TIME` (live while `now < expiry`), with the details and the
+//!   permits in the hash `{P:R}:h`; both keys expire with the latest lease.
+//!
+//! Every script accepts either shape, so a mutex request on a semaphore (or the
+//! reverse) is a size mismatch, and release and refresh need not know the size.
+//! Details: `token:acquired_ms:owner_len:` then the owner, then the data.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
-/// `KEYS`: holders, details, token. `ARGV`: lease key, ttl ms, permits, owner, data.
+/// `KEYS`: main, hash, token. `ARGV`: lease key, ttl ms, permits, owner, data.
 ///
 /// Returns `{1, token, expires_ms}` granted, `{0, retry_after_ms}` held,
 /// `{-1, existing_permits}` size mismatch.
@@ -15,14 +29,46 @@ use redis::Script;
 /// created (`INCR` answered 1): if the counter is ever lost (a restart without
 /// persistence, a failover to a replica that missed it), new tokens still exceed
 /// the old ones unless the resource was granted more than once per microsecond
-/// on average or the server clock went back.
+/// on average or the server clock went back. A mutex attempt takes its token
+/// before `SET NX` (one command fewer on the grant path); an attempt that finds
+/// the mutex held burns that number, which keeps tokens increasing.
 pub(crate) const ACQUIRE: &str = r#"
 local z, h = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[2])
+local token = nil
+local function next_token()
+  token = redis.call('INCR', KEYS[3])
+  if token == 1 then
+    token = t[1] * 1000000 + t[2]
+    redis.call('SET', KEYS[3], string.format('%d', token))
+  end
+  return string.format('%d:%d:%d:', token, now, #ARGV[4]) .. ARGV[4] .. ARGV[5]
+end
+local kind
+if ARGV[3] == '1' then
+  -- The mutex fast path: TIME, INCR, SET NX PX.
+  if redis.call('SET', z, ARGV[1] .. '-' .. next_token(), 'NX', 'PX', ttl) then
+    return {1, token, now + ttl}
+  end
+  kind = redis.call('TYPE', z)['ok']
+  if kind == 'string' then
+    -- Someone waits (or may): the release must publish.
+    redis.call('SETRANGE', z, 32, 'w')
+    return {0, redis.call('PTTL', z)}
+  end
+else
+  kind = redis.call('TYPE', z)['ok']
+  if kind == 'string' then return {-1, 1} end
+end
+if kind ~= 'zset' and kind ~= 'none' then
+  return redis.error_reply('distlock: ' .. z .. ' is a ' .. kind .. ', not a lock; is the namespace shared?')
+end
 local permits = tonumber(ARGV[3])
-local n = redis.call('ZCARD', z)
-if n > 0 then
+local n = 0
+if kind == 'zset' then
+  n = redis.call('ZCARD', z)
   local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now)
   if #gone > 0 then
     redis.call('ZREMRANGEBYSCORE', z, '-inf', now)
@@ -40,68 +86,99 @@ if n > 0 then
     end
   end
 end
-local token = redis.call('INCR', KEYS[3])
-if token == 1 then
-  token = t[1] * 1000000 + t[2]
-  redis.call('SET', KEYS[3], string.format('%d', token))
+local details = next_token()
+local exp = now + ttl
+if permits == 1 then
+  -- A mutex over a semaphore whose leases all ended.
+  redis.call('DEL', z, h)
+  redis.call('SET', z, ARGV[1] .. '-' .. details, 'PX', ttl)
+  return {1, token, exp}
 end
-local exp = now + tonumber(ARGV[2])
 redis.call('ZADD', z, exp, ARGV[1])
-redis.call('HSET', h, ARGV[1], string.format('%d:%d:%d:', token, now, #ARGV[4]) .. ARGV[4] .. ARGV[5], '#p', permits)
+redis.call('HSET', h, ARGV[1], details, '#p', permits)
+local last = exp
 if n > 0 then
-  exp = math.max(exp, tonumber(redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')[2]))
+  last = math.max(exp, tonumber(redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')[2]))
 end
-redis.call('PEXPIREAT', z, exp)
-redis.call('PEXPIREAT', h, exp)
-return {1, token, now + tonumber(ARGV[2])}
+redis.call('PEXPIREAT', z, last)
+redis.call('PEXPIREAT', h, last)
+return {1, token, exp}
 "#;
 
-/// `KEYS`: holders, details for each lease, in pairs. `ARGV`: lease key, ttl ms,
-/// in pairs. Returns one 1 (renewed) or 0 (not held) per lease.
+/// `KEYS`: main, hash for each lease, in pairs. `ARGV`: lease key, ttl ms, in
+/// pairs. Returns one 1 (renewed) or 0 (not held) per lease.
 pub(crate) const REFRESH: &str = r#"
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local now = nil
 local out = {}
 for i = 1, #KEYS / 2 do
-  local z, h, key = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 * i - 1]
-  local s = redis.call('ZSCORE', z, key)
-  if s and tonumber(s) > now then
-    redis.call('ZADD', z, now + tonumber(ARGV[2 * i]), key)
-    local last = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')[2]
-    redis.call('PEXPIREAT', z, last)
-    redis.call('PEXPIREAT', h, last)
-    out[i] = 1
+  local z, h, key, ttl = KEYS[2 * i - 1], KEYS[2 * i], ARGV[2 * i - 1], tonumber(ARGV[2 * i])
+  local head = redis.pcall('GETRANGE', z, 0, 31)
+  out[i] = 0
+  if type(head) == 'string' then
+    if head == key then
+      redis.call('PEXPIRE', z, ttl)
+      out[i] = 1
+    end
   else
-    out[i] = 0
+    if not now then
+      local t = redis.call('TIME')
+      now = t[1] * 1000 + math.floor(t[2] / 1000)
+    end
+    local s = redis.call('ZSCORE', z, key)
+    if s and tonumber(s) > now then
+      redis.call('ZADD', z, now + ttl, key)
+      local last = redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')[2]
+      redis.call('PEXPIREAT', z, last)
+      redis.call('PEXPIREAT', h, last)
+      out[i] = 1
+    end
   end
 end
 return out
 "#;
 
-/// `KEYS`: holders, details. `ARGV`: lease key. Returns 1 if the key held an
+/// `KEYS`: main, hash. `ARGV`: lease key. Returns 1 if the key held an
 /// unexpired lease (now ended, and waiters told on `{P:R}:w`), else 0.
 pub(crate) const RELEASE: &str = r#"
 local z = KEYS[1]
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local s = redis.call('ZSCORE', z, ARGV[1])
-if not s or tonumber(s) <= now then return 0 end
-redis.call('ZREM', z, ARGV[1])
-if redis.call('EXISTS', z) == 0 then
-  redis.call('DEL', KEYS[2])
+local head = redis.pcall('GETRANGE', z, 0, 32)
+if type(head) == 'string' then
+  if string.sub(head, 1, 32) ~= ARGV[1] then return 0 end
+  redis.call('DEL', z)
+  if string.sub(head, 33) == 'w' then
+    redis.call('PUBLISH', z .. ':w', '')
+  end
+  return 1
 else
-  redis.call('HDEL', KEYS[2], ARGV[1])
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local s = redis.call('ZSCORE', z, ARGV[1])
+  if not s or tonumber(s) <= now then return 0 end
+  redis.call('ZREM', z, ARGV[1])
+  if redis.call('EXISTS', z) == 0 then
+    redis.call('DEL', KEYS[2])
+  else
+    redis.call('HDEL', KEYS[2], ARGV[1])
+  end
 end
 redis.call('PUBLISH', z .. ':w', '')
 return 1
 "#;
 
-/// `KEYS`: holders, details. Returns `{permits, key, expires_ms, details, …}`
-/// for the unexpired leases (`{}` when free). Read only.
+/// `KEYS`: main, hash. Returns `{permits, key, expires_ms, details, …}` for
+/// the live leases (`{}` when free). Read only.
 pub(crate) const INFO: &str = r#"
 local z, h = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local kind = redis.call('TYPE', z)['ok']
+if kind == 'string' then
+  local v = redis.call('GET', z)
+  local left = redis.call('PTTL', z)
+  if not v or left < 0 then return {} end
+  return {1, string.sub(v, 1, 32), now + left, string.sub(v, 34)}
+end
+if kind ~= 'zset' then return {} end
 local live = redis.call('ZRANGEBYSCORE', z, string.format('(%d', now), '+inf', 'WITHSCORES')
 if #live == 0 then return {} end
 local out = {tonumber(redis.call('HGET', h, '#p')) or 1}
@@ -113,22 +190,34 @@ end
 return out
 "#;
 
-/// Quorum mode: `KEYS`: holders, details, token. `ARGV`: lease key, token.
-/// If the key holds an unexpired lease, raises the token counter to at least
-/// the token and records the token with the lease; returns 1, else 0.
+/// Quorum mode: `KEYS`: main, hash, token. `ARGV`: lease key, token.
+/// If the key holds a live lease, raises the token counter to at least the
+/// token and records the token with the lease; returns 1, else 0.
 pub(crate) const RAISE: &str = r#"
+local z, h, key, floor = KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2])
+local function raise()
+  if (tonumber(redis.call('GET', KEYS[3])) or 0) < floor then
+    redis.call('SET', KEYS[3], ARGV[2])
+  end
+end
+local head = redis.pcall('GETRANGE', z, 0, 31)
+if type(head) == 'string' then
+  if head ~= key then return 0 end
+  raise()
+  local v = redis.call('GET', z)
+  local rest = string.match(string.sub(v, 34), '^%d+(:.*)$')
+  if rest then redis.call('SET', z, string.sub(v, 1, 33) .. ARGV[2] .. rest, 'KEEPTTL') end
+  return 1
+end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
+local s = redis.call('ZSCORE', z, key)
 if not s or tonumber(s) <= now then return 0 end
-local floor = tonumber(ARGV[2])
-if (tonumber(redis.call('GET', KEYS[3])) or 0) < floor then
-  redis.call('SET', KEYS[3], ARGV[2])
-end
-local v = redis.call('HGET', KEYS[2], ARGV[1])
+raise()
+local v = redis.call('HGET', h, key)
 if v then
   local rest = string.match(v, '^%d+(:.*)$')
-  if rest then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. rest) end
+  if rest then redis.call('HSET', h, key, ARGV[2] .. rest) end
 end
 return 1
 "#;

@@ -377,7 +377,12 @@ impl RedisStore {
     }
 
     /// Quorum mode: raise the token counter to `token` if `key` still holds.
-    pub(crate) async fn raise_raw(&self, resource: &str, key: LeaseKey, token: u64) -> Result<bool> {
+    pub(crate) async fn raise_raw(
+        &self,
+        resource: &str,
+        key: LeaseKey,
+        token: u64,
+    ) -> Result<bool> {
         let keys = Keys::new(self.namespace(), resource);
         let hex = key.to_hex();
         let raised: i64 = self
