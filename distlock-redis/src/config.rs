@@ -320,8 +320,11 @@ impl RedisConfig {
         self.connect_timeout
     }
 
-    /// A redis-rs client for this configuration (no I/O).
-    pub(crate) fn client(&self) -> Result<redis::Client> {
+    /// A redis-rs client for this configuration (no I/O). `resp3`: speak RESP3,
+    /// whose push channel tells the connection manager at once when the server
+    /// closes the connection (it then reconnects before the next command
+    /// instead of failing it); pub/sub connections use RESP2.
+    pub(crate) fn client(&self, resp3: bool) -> Result<redis::Client> {
         let addr = match &self.address {
             Address::Tcp {
                 host,
@@ -344,6 +347,9 @@ impl RedisConfig {
             Address::Unix(path) => ConnectionAddr::Unix(path.clone()),
         };
         let mut settings = RedisConnectionInfo::default().set_db(self.db);
+        if resp3 {
+            settings = settings.set_protocol(redis::ProtocolVersion::RESP3);
+        }
         if let Some(user) = &self.username {
             settings = settings.set_username(user);
         }

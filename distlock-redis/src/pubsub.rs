@@ -35,7 +35,7 @@ pub(crate) struct Subscriber {
 }
 
 struct Inner {
-    client: redis::Client,
+    config: crate::RedisConfig,
     timeout: Duration,
     state: Mutex<State>,
     /// `SUBSCRIBE`s hold it shared, the sweep's `UNSUBSCRIBE` exclusively, so
@@ -109,10 +109,10 @@ impl Drop for Registration {
 }
 
 impl Subscriber {
-    pub(crate) fn new(client: redis::Client, timeout: Duration) -> Self {
+    pub(crate) fn new(config: crate::RedisConfig, timeout: Duration) -> Self {
         Subscriber {
             inner: Arc::new(Inner {
-                client,
+                config,
                 timeout,
                 state: Mutex::default(),
                 gate: RwLock::new(()),
@@ -195,7 +195,8 @@ impl Subscriber {
         if let Some((sink, generation)) = &self.inner.lock().connection {
             return Ok((sink.clone(), *generation));
         }
-        let pubsub = tokio::time::timeout(self.inner.timeout, self.inner.client.get_async_pubsub())
+        let client = self.inner.config.client(false)?;
+        let pubsub = tokio::time::timeout(self.inner.timeout, client.get_async_pubsub())
             .await
             .map_err(|_| Error::unavailable("redis", "pub/sub connection timed out"))?
             .map_err(|e| Error::unavailable("redis", e))?;

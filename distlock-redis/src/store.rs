@@ -43,6 +43,8 @@ struct Inner {
     connection: ConnectionManager,
     config: RedisConfig,
     subscriber: Subscriber,
+    /// The server runs in cluster mode: a script may only touch keys of one slot.
+    cluster: bool,
 }
 
 impl fmt::Debug for RedisStore {
@@ -167,11 +169,10 @@ impl RedisStore {
     /// for `EVALSHA`), [`InvalidUrl`](Error::InvalidUrl) if the TLS files are
     /// unusable.
     pub async fn connect(config: RedisConfig) -> Result<Self> {
-        let client = config.client()?;
-        let mut connection =
-            ConnectionManager::new_with_config(client.clone(), manager_config(&config))
-                .await
-                .map_err(connect_error)?;
+        let client = config.client(true)?;
+        let mut connection = ConnectionManager::new_with_config(client, manager_config(&config))
+            .await
+            .map_err(connect_error)?;
         let mut load = redis::pipe();
         for code in [
             crate::scripts::ACQUIRE,
@@ -185,33 +186,39 @@ impl RedisStore {
         load.exec_async(&mut connection)
             .await
             .map_err(connect_error)?;
-        Ok(Self::build(config, client, connection))
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut connection)
+            .await
+            .map_err(connect_error)?;
+        let cluster = info.contains("cluster_enabled:1");
+        Ok(Self::build(config, connection, cluster))
     }
 
     /// A store that connects on first use (quorum members that are down when
     /// the quorum starts).
     pub(crate) fn connect_lazy(config: RedisConfig) -> Result<Self> {
-        let client = config.client()?;
-        let connection =
-            ConnectionManager::new_lazy_with_config(client.clone(), manager_config(&config))
-                .map_err(connect_error)?;
-        Ok(Self::build(config, client, connection))
+        let client = config.client(true)?;
+        let connection = ConnectionManager::new_lazy_with_config(client, manager_config(&config))
+            .map_err(connect_error)?;
+        Ok(Self::build(config, connection, false))
     }
 
-    fn build(config: RedisConfig, client: redis::Client, connection: ConnectionManager) -> Self {
+    fn build(config: RedisConfig, connection: ConnectionManager, cluster: bool) -> Self {
         let caps = Capabilities::new(BACKEND)
             .with_min_ttl(Duration::from_millis(10))
             .with_max_data_len(MAX_DATA_LEN)
             .with_push_wakeup(true)
             .with_batch_refresh(true)
             .with_clock_margin(Duration::from_millis(2));
-        let subscriber = Subscriber::new(client, config.response_timeout());
+        let subscriber = Subscriber::new(config.clone(), config.response_timeout());
         RedisStore {
             inner: Arc::new(Inner {
                 caps,
                 connection,
                 config,
                 subscriber,
+                cluster,
             }),
         }
     }
@@ -320,19 +327,40 @@ impl RedisStore {
         } else {
             format!("<{} leases>", leases.len())
         };
-        let mut pipe = redis::pipe();
-        for chunk in leases.chunks(REFRESH_CHUNK) {
-            let keys: Vec<Keys> = chunk
+        // Which leases each script renews: any REFRESH_CHUNK of them on a
+        // single server; on a cluster node, only leases of one hash slot.
+        let mut order: Vec<usize> = (0..leases.len()).collect();
+        let slots: Vec<u16> = if self.inner.cluster {
+            let slots: Vec<u16> = leases
                 .iter()
-                .map(|l| Keys::new(self.namespace(), l.resource))
+                .map(|l| keys::hash_slot(keys::main_key(self.namespace(), l.resource).as_bytes()))
+                .collect();
+            order.sort_by_key(|&i| slots[i]);
+            slots
+        } else {
+            Vec::new()
+        };
+        let groups: Vec<&[usize]> = if self.inner.cluster {
+            order
+                .chunk_by(|&a, &b| slots[a] == slots[b])
+                .flat_map(|group| group.chunks(REFRESH_CHUNK))
+                .collect()
+        } else {
+            order.chunks(REFRESH_CHUNK).collect()
+        };
+        let mut pipe = redis::pipe();
+        for group in &groups {
+            let keys: Vec<Keys> = group
+                .iter()
+                .map(|&i| Keys::new(self.namespace(), leases[i].resource))
                 .collect();
             let names: Vec<&str> = keys
                 .iter()
                 .flat_map(|k| [k.holders.as_str(), k.details.as_str()])
                 .collect();
             let mut cmd = evalsha(&SCRIPTS.refresh, &names);
-            for lease in chunk {
-                cmd.arg(lease.key.to_hex()).arg(ms(lease.ttl));
+            for &i in *group {
+                cmd.arg(leases[i].key.to_hex()).arg(ms(leases[i].ttl));
             }
             pipe.add_command(cmd);
         }
@@ -352,9 +380,16 @@ impl RedisStore {
             other => other,
         }
         .map_err(|e| map_error(e, "refresh", &label, true))?;
-        let outcomes: Vec<bool> = replies.into_iter().flatten().map(|r| r == 1).collect();
-        if outcomes.len() != leases.len() {
-            return Err(unexpected("refresh", &outcomes.len()));
+        let mut outcomes = vec![false; leases.len()];
+        if replies.len() != groups.len()
+            || replies.iter().zip(&groups).any(|(r, g)| r.len() != g.len())
+        {
+            return Err(unexpected("refresh", &replies.len()));
+        }
+        for (reply, group) in replies.iter().zip(&groups) {
+            for (&renewed, &i) in reply.iter().zip(*group) {
+                outcomes[i] = renewed == 1;
+            }
         }
         Ok(outcomes)
     }
