@@ -10,7 +10,9 @@ use distlock_core::{
     AcquireRequest, Acquired, Capabilities, Error, Grant, Holder, Info, LeaseKey, RefreshRequest,
     Refreshed, Result, Store, StoreLocker, Wakeup,
 };
+use futures_util::StreamExt;
 use futures_util::future::{join_all, select_all};
+use futures_util::stream::FuturesUnordered;
 
 use crate::store::{RawAcquired, RawInfo, wall};
 use crate::{RedisConfig, RedisStore};
@@ -27,13 +29,23 @@ const BACKEND: &str = "redlock";
 ///   servers, raising each one's counter to at least that token (while the key
 ///   still holds there). Granted when a majority confirmed that too and the
 ///   validity `ttl − elapsed − drift` (drift = 1 % of the TTL + 2 ms) is still
-///   positive; otherwise the lease is released on every server. So a grant costs
-///   two parallel round trips, "held" one.
+///   positive; otherwise the lease is released on every server (in the
+///   background). A grant costs two parallel round trips, "held" one.
 /// - **refresh**: every lease of the batch on every server (one pipelined round
-///   trip per server, in parallel); renewed where a majority renewed it.
-/// - **release**: on every server; confirmed when a majority released it.
-/// - **info / read / list**: holders (lease keys) present on a majority.
-/// - **wake-up**: subscribed on every server; the first message wakes.
+///   trip per server, in parallel); renewed where a majority renewed it; a
+///   lease neither renewed nor refused by a majority is an error (the core
+///   retries until the deadline, then `lost` fires).
+/// - **release**: on every server (each its own task, so all get it);
+///   confirmed when a majority released it, `OutcomeUnknown` when servers that
+///   failed could decide it.
+/// - **info / read / list**: holders (lease keys) present on a majority; the
+///   token shown is the one recorded on most servers (the raised one).
+/// - **wake-up**: subscribed on a majority; the first message wakes (a release
+///   publishes on every server where it ended the lease, a majority).
+///
+/// No call waits for a server that is slow or down once the answers in hand
+/// settle it (Redlock's "small timeout per instance"); fewer than a majority
+/// answering is [`Unavailable`](Error::Unavailable), never "held".
 ///
 /// # Fencing tokens: what is guaranteed
 /// Without the `RAISE` step, "the largest token of the granting majority" is
@@ -44,7 +56,9 @@ const BACKEND: &str = "redlock";
 /// server S; S granted G1 before G2 (it could not hold both), and S's counter
 /// was raised to G1's token while G1 held there, before G1 ended there, so
 /// G2's `INCR` on S returns more, and G2's token (the largest of its majority)
-/// exceeds G1's. **This rests on the Redlock assumptions**: servers' clocks
+/// exceeds G1's. (A server that granted G1 but was not waited for keeps its
+/// own token for it; the argument only needs the majority that confirmed the
+/// raise.) **This rests on the Redlock assumptions**: servers' clocks
 /// run at about the same rate (the 1 % drift margin), no server loses a lease
 /// it granted (a restart without persistence within a TTL breaks mutual
 /// exclusion and this argument; restart servers after a TTL, or use AOF with
@@ -160,14 +174,14 @@ impl QuorumStore {
         self.inner.stores.len() / 2 + 1
     }
 
-    async fn release_everywhere(&self, resource: &str, key: LeaseKey) {
-        let _ = join_all(
-            self.inner
-                .stores
-                .iter()
-                .map(|store| store.release_raw(resource, key)),
-        )
-        .await;
+    /// Undo a failed acquire on every server, in the background: a server that
+    /// is down must not hold up the answer (its copy expires with the TTL).
+    fn release_everywhere(&self, resource: &str, key: LeaseKey) {
+        let stores = self.inner.stores.clone();
+        let resource = resource.to_owned();
+        tokio::spawn(async move {
+            join_all(stores.iter().map(|store| store.release_raw(&resource, key))).await;
+        });
     }
 
     fn short(&self, answered: usize) -> Error {
@@ -190,51 +204,81 @@ impl Store for QuorumStore {
     async fn acquire(&self, request: &AcquireRequest<'_>) -> Result<Acquired> {
         let started = Instant::now();
         let majority = self.majority();
-        let answers = join_all(self.inner.stores.iter().map(|s| s.acquire_raw(request))).await;
+        let n = self.inner.stores.len();
+        let answers = gather(
+            self.inner.stores.iter().map(|s| s.acquire_raw(request)),
+            |answers| {
+                let granted = answers
+                    .iter()
+                    .filter(|a| matches!(a, Some(Ok(RawAcquired::Granted { .. }))))
+                    .count();
+                let ok = answers.iter().filter(|a| matches!(a, Some(Ok(_)))).count();
+                let pending = answers.iter().filter(|a| a.is_none()).count();
+                // Granted; or no grant possible and the answer (held, or
+                // unavailable) cannot change any more.
+                granted >= majority
+                    || (granted + pending < majority && (ok >= majority || ok + pending < majority))
+            },
+        )
+        .await;
         let mut granted = Vec::new();
         let mut retry_after: Option<i64> = None;
         let mut mismatch = None;
         let mut failed = 0;
+        let mut unknown = 0;
         let mut last_error = None;
         for (index, answer) in answers.into_iter().enumerate() {
             match answer {
-                Ok(RawAcquired::Granted { token, expires_ms }) => {
+                Some(Ok(RawAcquired::Granted { token, expires_ms })) => {
                     granted.push((index, token, expires_ms));
                 }
-                Ok(RawAcquired::Held { retry_after_ms }) => {
+                Some(Ok(RawAcquired::Held { retry_after_ms })) => {
                     retry_after =
                         Some(retry_after.map_or(retry_after_ms, |r| r.min(retry_after_ms)));
                 }
-                Ok(RawAcquired::Mismatch { existing }) => mismatch = Some(existing),
-                Err(error) => {
+                Some(Ok(RawAcquired::Mismatch { existing })) => mismatch = Some(existing),
+                Some(Err(error)) => {
                     failed += 1;
                     last_error = Some(error);
                 }
+                // Not waited for: it may be granted there.
+                None => unknown += 1,
             }
         }
-        let n = self.inner.stores.len();
         if granted.len() >= majority {
             let token = granted.iter().map(|g| g.1).max().unwrap_or(0);
-            let raised = join_all(granted.iter().map(|&(index, _, _)| {
-                self.inner.stores[index].raise_raw(request.resource, request.key, token)
-            }))
+            let raised = gather(
+                granted.iter().map(|&(index, _, _)| {
+                    self.inner.stores[index].raise_raw(request.resource, request.key, token)
+                }),
+                |answers| {
+                    answers
+                        .iter()
+                        .filter(|a| matches!(a, Some(Ok(true))))
+                        .count()
+                        >= majority
+                },
+            )
             .await;
-            let confirmed = raised.iter().filter(|r| matches!(r, Ok(true))).count();
+            let confirmed = raised
+                .iter()
+                .filter(|r| matches!(r, Some(Ok(true))))
+                .count();
             let drift = self.inner.caps.drift_margin(request.ttl);
             let valid = started.elapsed() + drift < request.ttl;
             if confirmed >= majority && valid {
                 let expires_ms = granted.iter().map(|g| g.2).min().unwrap_or(0);
                 return Ok(Acquired::Granted(Grant::new(token, wall(expires_ms))));
             }
-            self.release_everywhere(request.resource, request.key).await;
-            let errors = raised.iter().filter(|r| r.is_err()).count();
+            self.release_everywhere(request.resource, request.key);
+            let errors = raised.iter().filter(|r| matches!(r, Some(Err(_)))).count();
             if confirmed + errors >= majority && valid {
                 return Err(self.short(confirmed));
             }
             return Ok(Acquired::Held { retry_after: None });
         }
-        if !granted.is_empty() || failed > 0 {
-            self.release_everywhere(request.resource, request.key).await;
+        if !granted.is_empty() || failed > 0 || unknown > 0 {
+            self.release_everywhere(request.resource, request.key);
         }
         if let Some(existing) = mismatch {
             return Err(Error::SizeMismatch {
@@ -243,8 +287,10 @@ impl Store for QuorumStore {
                 existing,
             });
         }
-        if n - failed < majority {
-            return Err(last_error.unwrap_or_else(|| self.short(n - failed)));
+        // Fewer servers answered than a majority: unavailable, not "held".
+        let answered = n - failed - unknown;
+        if answered < majority {
+            return Err(last_error.unwrap_or_else(|| self.short(answered)));
         }
         Ok(Acquired::Held {
             retry_after: retry_after
@@ -254,28 +300,45 @@ impl Store for QuorumStore {
 
     async fn refresh(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
         let majority = self.majority();
-        let answers = join_all(self.inner.stores.iter().map(|s| s.refresh_raw(leases))).await;
+        let answers = gather(
+            self.inner.stores.iter().map(|s| s.refresh_raw(leases)),
+            // Done early once every lease is renewed on a majority.
+            |answers| {
+                (0..leases.len()).all(|i| {
+                    answers
+                        .iter()
+                        .filter(
+                            |a| matches!(a, Some(Ok(outcomes)) if outcomes.get(i) == Some(&true)),
+                        )
+                        .count()
+                        >= majority
+                })
+            },
+        )
+        .await;
         let mut renewed = vec![0usize; leases.len()];
-        let mut failed = 0;
+        // Servers that did not answer, or failed: they may have renewed.
+        let mut unknown = 0;
         let mut last_error = None;
         for answer in answers {
             match answer {
-                Ok(outcomes) => {
+                Some(Ok(outcomes)) => {
                     for (count, outcome) in renewed.iter_mut().zip(outcomes) {
                         *count += usize::from(outcome);
                     }
                 }
-                Err(error) => {
-                    failed += 1;
+                Some(Err(error)) => {
+                    unknown += 1;
                     last_error = Some(error);
                 }
+                None => unknown += 1,
             }
         }
         let mut out = Vec::with_capacity(leases.len());
         for count in renewed {
             if count >= majority {
                 out.push(Refreshed::Renewed);
-            } else if count + failed >= majority {
+            } else if count + unknown >= majority {
                 // Undecided: the servers that failed might have renewed it.
                 return Err(last_error.unwrap_or_else(|| self.short(count)));
             } else {
@@ -287,22 +350,43 @@ impl Store for QuorumStore {
 
     async fn release(&self, resource: &str, key: LeaseKey) -> Result<bool> {
         let majority = self.majority();
-        let answers = join_all(
-            self.inner
-                .stores
+        // Every server must get the release, even after a majority confirmed:
+        // each runs as its own task, which the early answer does not cancel.
+        let tasks = self.inner.stores.iter().map(|store| {
+            let store = store.clone();
+            let resource = resource.to_owned();
+            tokio::spawn(async move { store.release_raw(&resource, key).await })
+        });
+        let answers: Vec<Option<Result<bool>>> = gather(tasks, |answers| {
+            answers
                 .iter()
-                .map(|s| s.release_raw(resource, key)),
-        )
-        .await;
-        let released = answers.iter().filter(|a| matches!(a, Ok(true))).count();
-        let failed = answers.iter().filter(|a| a.is_err()).count();
+                .filter(|a| matches!(a, Some(Ok(Ok(true)))))
+                .count()
+                >= majority
+        })
+        .await
+        .into_iter()
+        .map(|a| {
+            a.map(|joined| {
+                joined.unwrap_or_else(|e| Err(Error::unavailable(BACKEND, e.to_string())))
+            })
+        })
+        .collect();
+        let released = answers
+            .iter()
+            .filter(|a| matches!(a, Some(Ok(true))))
+            .count();
+        let unknown = answers
+            .iter()
+            .filter(|a| matches!(a, None | Some(Err(_))))
+            .count();
         if released >= majority {
             return Ok(true);
         }
-        if released + failed >= majority {
+        if released + unknown >= majority {
             let source = answers
                 .into_iter()
-                .find_map(|a| a.err())
+                .find_map(|a| a.and_then(|a| a.err()))
                 .map_or_else(|| self.short(released).into(), |e| Box::new(e) as _);
             return Err(Error::OutcomeUnknown {
                 backend: BACKEND,
@@ -360,8 +444,21 @@ impl Store for QuorumStore {
     }
 
     async fn subscribe(&self, resource: &str) -> Result<Option<Wakeup>> {
-        let answers = join_all(self.inner.stores.iter().map(|s| s.subscribe(resource))).await;
-        let wakeups: Vec<Wakeup> = answers.into_iter().flatten().flatten().collect();
+        // A release publishes on every server where it ended the lease (a
+        // majority), so wake-ups armed on a majority cannot all miss it.
+        let majority = self.majority();
+        let answers = gather(
+            self.inner.stores.iter().map(|s| s.subscribe(resource)),
+            |answers| {
+                answers
+                    .iter()
+                    .filter(|a| matches!(a, Some(Ok(Some(_)))))
+                    .count()
+                    >= majority
+            },
+        )
+        .await;
+        let wakeups: Vec<Wakeup> = answers.into_iter().flatten().flatten().flatten().collect();
         if wakeups.is_empty() {
             return Err(Error::unavailable(
                 BACKEND,
@@ -374,6 +471,32 @@ impl Store for QuorumStore {
     }
 }
 
+/// Run one future per server concurrently and collect the answers by server
+/// index, until `decided` says the answers so far settle the question (the
+/// rest are dropped, `None`: a server that is down must not hold up a quorum
+/// that already agrees, as Redlock asks) or all have answered.
+async fn gather<T, F>(
+    futures: impl IntoIterator<Item = F>,
+    mut decided: impl FnMut(&[Option<T>]) -> bool,
+) -> Vec<Option<T>>
+where
+    F: Future<Output = T>,
+{
+    let mut pending: FuturesUnordered<_> = futures
+        .into_iter()
+        .enumerate()
+        .map(|(index, future)| async move { (index, future.await) })
+        .collect();
+    let mut answers: Vec<Option<T>> = (0..pending.len()).map(|_| None).collect();
+    while let Some((index, answer)) = pending.next().await {
+        answers[index] = Some(answer);
+        if decided(&answers) {
+            break;
+        }
+    }
+    answers
+}
+
 impl QuorumStore {
     /// Holders present on a majority: the largest token seen for each, the
     /// earliest expiry, oldest first.
@@ -382,33 +505,36 @@ impl QuorumStore {
         let answers = join_all(self.inner.stores.iter().map(|s| s.info_raw(resource))).await;
         let mut answered = 0;
         let mut permits = 1;
-        let mut seen: HashMap<Vec<u8>, (usize, crate::store::RawHolder)> = HashMap::new();
+        // Per lease key: the copies, and how often each token was seen.
+        let mut seen: HashMap<Vec<u8>, (usize, HashMap<u64, usize>, crate::store::RawHolder)> =
+            HashMap::new();
         for info in answers.into_iter().flatten() {
             answered += 1;
             let Some(info) = info else { continue };
             permits = info.permits;
             for holder in info.holders {
-                match seen.get_mut(&holder.key) {
-                    Some((count, merged)) => {
-                        *count += 1;
-                        if holder.token > merged.token {
-                            merged.token = holder.token;
-                        }
-                        merged.expires_ms = merged.expires_ms.min(holder.expires_ms);
-                    }
-                    None => {
-                        seen.insert(holder.key.clone(), (1, holder));
-                    }
-                }
+                let entry = seen
+                    .entry(holder.key.clone())
+                    .or_insert_with(|| (0, HashMap::new(), holder.clone()));
+                entry.0 += 1;
+                *entry.1.entry(holder.token).or_default() += 1;
+                entry.2.expires_ms = entry.2.expires_ms.min(holder.expires_ms);
             }
         }
         if answered < majority {
             return Err(self.short(answered));
         }
+        // The token a grant was given is the one recorded on the majority that
+        // confirmed it; a server the grant did not wait for keeps its own.
         let mut holders: Vec<_> = seen
             .into_values()
-            .filter(|(count, _)| *count >= majority)
-            .map(|(_, holder)| holder)
+            .filter(|(count, _, _)| *count >= majority)
+            .map(|(_, tokens, mut holder)| {
+                if let Some((token, _)) = tokens.into_iter().max_by_key(|&(t, n)| (n, t)) {
+                    holder.token = token;
+                }
+                holder
+            })
             .collect();
         if holders.is_empty() {
             return Ok(None);
