@@ -53,7 +53,7 @@ struct State {
     channels: HashMap<String, Channel>,
     idle: usize,
     /// Dropping it stops the reader task.
-    _stop: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<()>>,
 }
 
 struct Channel {
@@ -127,7 +127,7 @@ impl Subscriber {
     /// [`Unavailable`](Error::Unavailable) if the subscription could not be
     /// confirmed (the caller polls instead).
     pub(crate) async fn subscribe(&self, channel: &str) -> Result<Wakeup> {
-        let (mut notified, registration, confirmed) = {
+        let (notified, registration, confirmed) = {
             let mut state = self.inner.lock();
             let current = state.connection.as_ref().map(|(_, generation)| *generation);
             let entry = state
@@ -179,7 +179,6 @@ impl Subscriber {
                 }
             }
         }
-        notified.as_mut().enable();
         Ok(Box::pin(async move {
             let _registration = registration;
             notified.await;
@@ -207,7 +206,7 @@ impl Subscriber {
             state.generation += 1;
             let generation = state.generation;
             state.connection = Some((sink.clone(), generation));
-            state._stop = Some(stop);
+            state.stop = Some(stop);
             generation
         };
         tokio::spawn(read(
@@ -245,7 +244,7 @@ async fn read(
                         let mut state = inner.lock();
                         if state.connection.as_ref().map(|(_, g)| *g) == Some(generation) {
                             state.connection = None;
-                            state._stop = None;
+                            state.stop = None;
                         }
                         state.channels.retain(|_, channel| {
                             channel.confirmed = None;

@@ -530,3 +530,52 @@ async fn unconfirmed_release_is_not_success() {
         Ok(_) => panic!("a dead server answered"),
     }
 }
+
+/// A wake-up is armed when `subscribe` returns (a publish right after it is
+/// not missed), and channels nobody waits on any more are unsubscribed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wakeups_are_armed_and_idle_channels_unsubscribed() {
+    use distlock_core::Store;
+    let Some(url) = distlock_core::conformance::service_url("DISTLOCK_REDIS_URL") else {
+        return;
+    };
+    let ns = namespace();
+    let store = RedisStore::connect_url(&format!("{url}?namespace={ns}"))
+        .await
+        .unwrap();
+    let mut admin = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let count_channels = |admin: &redis::aio::MultiplexedConnection| {
+        let mut admin = admin.clone();
+        let pattern = format!("{{{ns}:*");
+        async move {
+            let channels: Vec<String> = redis::cmd("PUBSUB")
+                .arg("CHANNELS")
+                .arg(pattern)
+                .query_async(&mut admin)
+                .await
+                .unwrap();
+            channels.len()
+        }
+    };
+    for i in 0..300 {
+        let resource = format!("w/{i}");
+        let wakeup = store.subscribe(&resource).await.unwrap().expect("push");
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(format!("{{{ns}:{resource}}}:w"))
+            .arg("")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        within("armed wake-up fires", SOON, wakeup).await;
+    }
+    within("idle channels unsubscribed", SOON * 2, async {
+        while count_channels(&admin).await >= 300 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
