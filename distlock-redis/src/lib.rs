@@ -45,11 +45,15 @@
 //! `GETRANGE` + `DEL` (+ `PUBLISH` only when an attempt found it held, marked
 //! by a flag byte in the value). A semaphore (permits > 1) is a sorted set of
 //! lease keys scored by expiry (ms of `TIME`) with a hash of details and the
-//! permits, cleaned of expired members on each acquire. Measured: the sorted
-//! set layout made the uncontended mutex cycle cost 1.35× the raw
-//! `SET NX PX` + compare-and-delete, the string layout about 1.2×, against a
-//! floor of 1.08–1.13× for *any* acquire written as a script (a one-line
-//! script doing only `SET NX PX`, measured in the same run by the bench). So
+//! permits, cleaned of expired members on each acquire. Measured in one run
+//! against the raw client (`SET NX PX` + `EVALSHA` compare-and-delete, about
+//! 50 µs per cycle on loopback here): the sorted-set layout for a mutex made
+//! the cycle 1.35–1.41× raw, the string layout 1.22–1.30×, and the floor for
+//! *any* lock whose acquire is a script (a one-line script doing only
+//! `SET NX PX`, measured by the bench in the same run) is 1.05–1.13×. The rest
+//! is what the guarantees cost inside the scripts: `INCR` for the token, `TIME`
+//! for the lock time, building the stored owner and data, checking the waiter
+//! flag (each command in a script costs 1–2 µs on this machine). So
 //! the mutex gets the string layout; every script accepts both shapes, so a
 //! request with another size is `SizeMismatch` and release and refresh need
 //! not know the size.

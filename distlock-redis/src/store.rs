@@ -103,12 +103,14 @@ pub(crate) fn map_error(
         return Error::unavailable(BACKEND, error);
     }
     match error.kind() {
-        // Refused by the server before running anything: try again later.
+        // Refused by the server before anything was written (loading, a
+        // replica after a failover, a cluster in transition): try again later.
         ErrorKind::Server(
             ServerErrorKind::BusyLoading
             | ServerErrorKind::TryAgain
             | ServerErrorKind::MasterDown
-            | ServerErrorKind::ClusterDown,
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::ReadOnly,
         ) => Error::unavailable(BACKEND, error),
         ErrorKind::Io | ErrorKind::Parse if write => Error::OutcomeUnknown {
             backend: BACKEND,
