@@ -54,8 +54,9 @@ fn proxied(url: &str, upstream: SocketAddr, proxy: SocketAddr) -> String {
 
 /// The registry the holder processes use (the backends of this build).
 pub(crate) fn registry() -> Registry {
-    #[allow(unused_mut)]
-    let mut registry = Registry::new();
+    let registry = Registry::new();
+    #[cfg(feature = "redis")]
+    let registry = registry.with(distlock_redis::RedisConnector);
     registry
 }
 

@@ -235,4 +235,36 @@ mod tests {
             "bad input never reaches the store"
         );
     }
+
+    #[tokio::test]
+    async fn waiting_lock_rides_out_store_faults_until_its_deadline() {
+        use crate::Locker as _;
+        let locker = flaky(2, false);
+        let options = LockOptions::new().with_wait_timeout(Duration::from_secs(10));
+        let lock = locker
+            .lock("r", &options)
+            .await
+            .expect("granted after two faults");
+        assert_eq!(locker.store().calls.load(Ordering::SeqCst), 3);
+        lock.release().await.unwrap();
+
+        let down = flaky(u32::MAX, false);
+        let options = LockOptions::new().with_wait_timeout(Duration::from_millis(100));
+        let error = down.lock("r", &options).await.unwrap_err();
+        assert!(
+            matches!(error, Error::Unavailable { .. }),
+            "the fault, not a timeout: {error}"
+        );
+        assert!(
+            down.store().calls.load(Ordering::SeqCst) > 1,
+            "retried while waiting"
+        );
+
+        let once = flaky(1, false);
+        let error = once.lock("r", &LockOptions::new()).await.unwrap_err();
+        assert!(
+            matches!(error, Error::Unavailable { .. }),
+            "no wait: one attempt: {error}"
+        );
+    }
 }

@@ -382,10 +382,26 @@ impl<S: Store> Shared<S> {
         let mut backoff = Backoff::new();
         // Armed wake-up for the next release, kept across fallback timeouts.
         let mut wakeup: Option<crate::Wakeup> = None;
+        // A store fault while waiting is retried until the deadline (the
+        // attempt's key is released in the background); if the wait ends on
+        // one, that error is the answer rather than `WaitTimeout`.
+        let mut store_fault: Option<Error>;
         loop {
-            let retry_after = match self.attempt(resource, options).await? {
-                Attempt::Granted(lock) => return Ok(lock),
-                Attempt::Held(retry_after) => retry_after,
+            let retry_after = match self.attempt(resource, options).await {
+                Ok(Attempt::Granted(lock)) => return Ok(lock),
+                Ok(Attempt::Held(retry_after)) => {
+                    store_fault = None;
+                    retry_after
+                }
+                Err(error @ (Error::Unavailable { .. } | Error::OutcomeUnknown { .. }))
+                    if options.wait_timeout.is_some() =>
+                {
+                    tracing::debug!(%error, resource, "store fault while waiting; retrying");
+                    store_fault = Some(error);
+                    wakeup = None;
+                    None
+                }
+                Err(error) => return Err(error),
             };
             let now = Instant::now();
             let timed_out = match (options.wait_timeout, deadline) {
@@ -394,12 +410,12 @@ impl<S: Store> Shared<S> {
                 (Some(_), None) => false,
             };
             if timed_out {
-                return Err(Error::WaitTimeout {
+                return Err(store_fault.take().unwrap_or_else(|| Error::WaitTimeout {
                     resource: resource.to_owned(),
                     waited: now - started,
-                });
+                }));
             }
-            if push && wakeup.is_none() {
+            if push && wakeup.is_none() && store_fault.is_none() {
                 // Subscribe only once the resource is found held (an uncontended
                 // lock() stays one round trip), then try again at once: a release
                 // between the attempt and the subscription is not missed.
