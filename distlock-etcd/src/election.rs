@@ -186,15 +186,12 @@ impl Election {
 async fn leader_at(store: &EtcdStore, name: &str) -> Result<(Option<Leader>, i64)> {
     let prefix = store.resource_prefix(name);
     let response = store
-        .kv()
-        .get(
+        .kv_get(
             prefix,
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_sort(SortTarget::Create, SortOrder::Ascend)
-                    .with_limit(1),
-            ),
+            GetOptions::new()
+                .with_prefix()
+                .with_sort(SortTarget::Create, SortOrder::Ascend)
+                .with_limit(1),
         )
         .await
         .map_err(|e| map(e, Op::Read, name))?;
@@ -246,8 +243,7 @@ impl Leadership {
         let resource = self.lock.resource();
         let current = self
             .store
-            .kv()
-            .get(key.clone(), None)
+            .kv_get(key.clone(), GetOptions::new())
             .await
             .map_err(|e| map(e, Op::Read, resource))?;
         let Some(kv) = current.kvs().first() else {

@@ -25,6 +25,18 @@ pub(crate) fn is_lease_not_found(error: &etcd_client::Error) -> bool {
     }
 }
 
+/// The request never reached etcd (no connection to the endpoint it was
+/// routed to): retrying it elsewhere is safe, even for a write.
+pub(crate) fn not_sent(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::TransportError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() as i32 == 14 && !status.message().starts_with("etcdserver:")
+        }
+        _ => false,
+    }
+}
+
 /// gRPC codes by number (tonic is not a direct dependency).
 mod tonic_code {
     pub(super) const NOT_FOUND: i32 = 5;

@@ -98,7 +98,7 @@ mod wait;
 pub use config::{DEFAULT_PREFIX, EtcdConfig, MIN_TTL, SCHEMES};
 pub use connect::EtcdConnector;
 pub use election::{Election, Leader, Leadership};
-pub use store::EtcdStore;
+pub use store::{EtcdStats, EtcdStore};
 
 /// A [`Locker`](distlock_core::Locker) over an etcd cluster.
 pub type EtcdLocker = distlock_core::StoreLocker<EtcdStore>;

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -18,7 +19,7 @@ use etcd_client::{
 use futures_util::future::join_all;
 
 use crate::config::{EtcdConfig, MIN_TTL, ttl_secs};
-use crate::error::{BACKEND, Op, is_lease_not_found, map};
+use crate::error::{BACKEND, Op, is_lease_not_found, map, not_sent};
 use crate::keys::{Layout, Record};
 use crate::lease::LeaseHandle;
 
@@ -38,7 +39,13 @@ pub struct EtcdStore {
 }
 
 pub(crate) struct Inner {
-    pub(crate) client: Client,
+    /// One client per endpoint, connected on first use; `current` is the one
+    /// requests go to until it cannot be reached.
+    clients: Mutex<Vec<Option<Client>>>,
+    current: AtomicUsize,
+    /// Holds the password when one is set: never printed.
+    options: ConnectOptions,
+    endpoint_urls: Vec<String>,
     caps: Capabilities,
     pub(crate) layout: Layout,
     config: EtcdConfig,
@@ -50,6 +57,34 @@ pub(crate) struct Inner {
     keys: Mutex<HashMap<LeaseKey, Arc<LeaseHandle>>>,
     /// One unused per-lock lease per TTL, kept for the next acquire of that TTL.
     spares: Mutex<HashMap<i64, Arc<LeaseHandle>>>,
+    pub(crate) stats: Counters,
+}
+
+/// Counters behind [`EtcdStats`].
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub(crate) grants: AtomicU64,
+    pub(crate) keep_alives: AtomicU64,
+    pub(crate) queue_checks: AtomicU64,
+}
+
+/// What a store has sent so far, for tests, benchmarks and monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EtcdStats {
+    /// Lease grants (sessions and per-lock leases).
+    pub grants: u64,
+    /// Lease keep-alives (each one request on its own stream).
+    pub keep_alives: u64,
+    /// Re-checks of a waiter's place after a wake-up (one per wake-up: with
+    /// FIFO wake-up, one per grant from the queue when nothing else happens).
+    pub queue_checks: u64,
+}
+
+fn kv_of(client: &Client) -> etcd_client::KvClient {
+    client
+        .kv_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,9 +158,6 @@ impl EtcdStore {
                 .map(|e| format!("http://{e}"))
                 .collect()
         };
-        let client = Client::connect(&endpoints, Some(options))
-            .await
-            .map_err(|e| map(e, Op::Read, ""))?;
         let caps = Capabilities::new(BACKEND)
             .with_min_ttl(MIN_TTL)
             // etcd itself accepts leases of up to 9e9 s; the core's week is plenty.
@@ -137,7 +169,10 @@ impl EtcdStore {
             .with_clock_margin(Duration::from_millis(2));
         let store = EtcdStore {
             inner: Arc::new(Inner {
-                client,
+                clients: Mutex::new(vec![None; endpoints.len()]),
+                current: AtomicUsize::new(0),
+                options,
+                endpoint_urls: endpoints,
                 caps,
                 layout: Layout::new(&config.prefix),
                 config,
@@ -145,6 +180,7 @@ impl EtcdStore {
                 session_gate: tokio::sync::Mutex::new(()),
                 keys: Mutex::new(HashMap::new()),
                 spares: Mutex::new(HashMap::new()),
+                stats: Counters::default(),
             }),
         };
         store.session().await?;
@@ -164,9 +200,44 @@ impl EtcdStore {
         StoreLocker::new(self.clone())
     }
 
-    /// The etcd client this store uses (for operations distlock does not wrap).
-    pub fn client(&self) -> &Client {
-        &self.inner.client
+    /// An etcd client of the endpoint this store uses now (for operations
+    /// distlock does not wrap).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if no endpoint can be reached (with authentication
+    /// on, logging in needs a live member).
+    pub async fn client(&self) -> Result<Client> {
+        self.retry(|client| async move { Ok(client) })
+            .await
+            .map_err(|e| map(e, Op::Read, ""))
+    }
+
+    /// The client of endpoint `index`, connecting it on first use.
+    async fn client_at(&self, index: usize) -> std::result::Result<Client, etcd_client::Error> {
+        if let Some(client) = locked(&self.inner.clients).get(index).cloned().flatten() {
+            return Ok(client);
+        }
+        let url = self
+            .inner
+            .endpoint_urls
+            .get(index)
+            .cloned()
+            .unwrap_or_default();
+        let client = Client::connect([url], Some(self.inner.options.clone())).await?;
+        if let Some(slot) = locked(&self.inner.clients).get_mut(index) {
+            *slot = Some(client.clone());
+        }
+        Ok(client)
+    }
+
+    /// Requests sent so far, by kind.
+    pub fn stats(&self) -> EtcdStats {
+        let c = &self.inner.stats;
+        EtcdStats {
+            grants: c.grants.load(Ordering::Relaxed),
+            keep_alives: c.keep_alives.load(Ordering::Relaxed),
+            queue_checks: c.queue_checks.load(Ordering::Relaxed),
+        }
     }
 
     /// The configuration this store was built from.
@@ -228,11 +299,12 @@ impl EtcdStore {
     /// Grant a lease of `secs` seconds.
     pub(crate) async fn grant(&self, secs: i64, session: bool) -> Result<Arc<LeaseHandle>> {
         let sent = Instant::now();
+        self.inner.stats.grants.fetch_add(1, Ordering::Relaxed);
         let response = self
-            .inner
-            .client
-            .lease_client()
-            .grant(secs, None)
+            .retry(|client| {
+                let mut lease = client.lease_client();
+                async move { lease.grant(secs, None).await }
+            })
             .await
             .map_err(|e| map(e, Op::Read, ""))?;
         if !response.error().is_empty() {
@@ -252,9 +324,17 @@ impl EtcdStore {
     /// One keep-alive of `lease`: `Ok(true)` renewed, `Ok(false)` gone (marked dead).
     pub(crate) async fn keep_alive(&self, lease: &Arc<LeaseHandle>) -> Result<bool> {
         let sent = Instant::now();
+        self.inner.stats.keep_alives.fetch_add(1, Ordering::Relaxed);
         // A fresh stream per keep-alive: one request, one answer, and a dropped
         // future cannot leave an answer behind for the next caller.
-        match self.inner.client.lease_client().keep_alive(lease.id).await {
+        let id = lease.id;
+        let kept = self
+            .retry(|client| {
+                let mut client = client.lease_client();
+                async move { client.keep_alive(id).await }
+            })
+            .await;
+        match kept {
             Ok(_) => {
                 lease.confirm(sent);
                 Ok(true)
@@ -315,10 +395,15 @@ impl EtcdStore {
     fn revoke_in_background(&self, lease: &Arc<LeaseHandle>) {
         lease.mark_dead();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let mut client = self.inner.client.lease_client();
+            let store = self.clone();
             let id = lease.id;
             runtime.spawn(async move {
-                let _ = client.revoke(id).await;
+                let _ = store
+                    .retry(|client| {
+                        let mut client = client.lease_client();
+                        async move { client.revoke(id).await }
+                    })
+                    .await;
             });
         }
     }
@@ -333,15 +418,75 @@ impl EtcdStore {
 
     // ----- requests -------------------------------------------------------------
 
-    pub(crate) fn kv(&self) -> etcd_client::KvClient {
-        self.inner
-            .client
-            .kv_client()
-            .max_decoding_message_size(MAX_RESPONSE_BYTES)
+    pub(crate) async fn txn(&self, txn: Txn, op: Op, resource: &str) -> Result<TxnResponse> {
+        self.kv_txn(txn).await.map_err(|e| map(e, op, resource))
     }
 
-    pub(crate) async fn txn(&self, txn: Txn, op: Op, resource: &str) -> Result<TxnResponse> {
-        self.kv().txn(txn).await.map_err(|e| map(e, op, resource))
+    /// Run `call` again while it fails before reaching etcd: the client spreads
+    /// requests over the endpoints and does not skip one that is down, so a
+    /// request routed to a dead member is sent again (to another one).
+    pub(crate) async fn retry<T, F, Fut>(
+        &self,
+        mut call: F,
+    ) -> std::result::Result<T, etcd_client::Error>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
+    {
+        let count = self.inner.endpoint_urls.len().max(1);
+        let start = self.inner.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for attempt in 0..count {
+            let index = (start + attempt) % count;
+            let outcome = match self.client_at(index).await {
+                Ok(client) => call(client).await,
+                Err(error) => Err(error),
+            };
+            match outcome {
+                Err(error) if not_sent(&error) => last = Some(error),
+                other => {
+                    if attempt > 0 {
+                        self.inner.current.store(index, Ordering::Relaxed);
+                    }
+                    return other;
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| etcd_client::Error::InvalidArgs("no endpoint".into())))
+    }
+
+    pub(crate) async fn kv_txn(
+        &self,
+        txn: Txn,
+    ) -> std::result::Result<TxnResponse, etcd_client::Error> {
+        self.retry(|client| {
+            let (mut kv, txn) = (kv_of(&client), txn.clone());
+            async move { kv.txn(txn).await }
+        })
+        .await
+    }
+
+    pub(crate) async fn kv_get(
+        &self,
+        key: Vec<u8>,
+        options: GetOptions,
+    ) -> std::result::Result<GetResponse, etcd_client::Error> {
+        self.retry(|client| {
+            let (mut kv, key, options) = (kv_of(&client), key.clone(), options.clone());
+            async move { kv.get(key, Some(options)).await }
+        })
+        .await
+    }
+
+    pub(crate) async fn kv_delete(
+        &self,
+        key: Vec<u8>,
+    ) -> std::result::Result<etcd_client::DeleteResponse, etcd_client::Error> {
+        self.retry(|client| {
+            let (mut kv, key) = (kv_of(&client), key.clone());
+            async move { kv.delete(key, None).await }
+        })
+        .await
     }
 
     /// Range options for "every key of the resource, oldest first".
@@ -369,7 +514,6 @@ impl EtcdStore {
         let key = self.inner.layout.lease_key(request.resource, request.key);
         let value = Record::new(request.permits, request.owner, request.data).encode();
         let put = TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(lease.id)));
-        let mut kv = self.kv();
         if request.permits == 1 {
             let txn = Txn::new()
                 .when([Compare::create_revision(prefix.clone(), CompareOp::Equal, 0).with_prefix()])
@@ -378,7 +522,7 @@ impl EtcdStore {
                     prefix,
                     Some(Self::oldest_first().with_limit(1)),
                 )]);
-            let response = kv.txn(txn).await?;
+            let response = self.kv_txn(txn).await?;
             if response.succeeded() {
                 return Ok(TxnOutcome::Granted {
                     revision: revision_of(&response),
@@ -399,7 +543,7 @@ impl EtcdStore {
                 put,
                 TxnOp::get(prefix, Some(Self::oldest_first().with_limit(1))),
             ]);
-        let response = kv.txn(txn).await?;
+        let response = self.kv_txn(txn).await?;
         if !response.succeeded() {
             // Our random key already exists: only a replayed request does that.
             return Err(etcd_client::Error::InvalidArgs(
@@ -420,7 +564,7 @@ impl EtcdStore {
             return Ok(TxnOutcome::Granted { revision });
         }
         // Over the limit (or the wrong size): take our key back.
-        kv.delete(key, None).await?;
+        self.kv_delete(key).await?;
         match mismatch {
             Some(existing) => Err(size_mismatch(request.resource, request.permits, existing)),
             None => Ok(TxnOutcome::Held),
@@ -434,8 +578,7 @@ impl EtcdStore {
         // The key's name holds the 128-bit random lease key, so it names this
         // lease alone, forever: deleting by name is the compare-and-delete.
         let response = self
-            .kv()
-            .delete(name, None)
+            .kv_delete(name)
             .await
             .map_err(|e| map(e, Op::Write("release"), resource))?;
         let released = response.deleted() > 0;
@@ -456,8 +599,7 @@ impl EtcdStore {
     async fn find_lease(&self, resource: &str, key: LeaseKey) -> Result<Option<i64>> {
         let name = self.inner.layout.lease_key(resource, key);
         let response = self
-            .kv()
-            .get(name, Some(GetOptions::new().with_keys_only()))
+            .kv_get(name, GetOptions::new().with_keys_only())
             .await
             .map_err(|e| map(e, Op::Read, resource))?;
         Ok(response.kvs().first().map(KeyValue::lease))
@@ -617,10 +759,17 @@ impl Store for EtcdStore {
         }
         let foreign_answers = join_all(foreign.iter().map(|&(index, id)| async move {
             let request = &leases[index];
-            let mut client = self.inner.client.lease_client();
-            let mut other = self.inner.client.lease_client();
-            let (kept, granted) =
-                tokio::join!(client.keep_alive(id), other.time_to_live(id, None));
+            self.inner.stats.keep_alives.fetch_add(1, Ordering::Relaxed);
+            let (kept, granted) = tokio::join!(
+                self.retry(|client| {
+                    let mut client = client.lease_client();
+                    async move { client.keep_alive(id).await }
+                }),
+                self.retry(|client| {
+                    let mut client = client.lease_client();
+                    async move { client.time_to_live(id, None).await }
+                })
+            );
             match kept {
                 Ok(_) => {
                     let secs = granted.map(|g| g.granted_ttl()).unwrap_or(i64::MAX);
@@ -655,8 +804,7 @@ impl Store for EtcdStore {
     async fn info(&self, resource: &str) -> Result<Option<Info>> {
         let prefix = self.inner.layout.resource_prefix(resource);
         let response = self
-            .kv()
-            .get(prefix, Some(Self::oldest_first()))
+            .kv_get(prefix, Self::oldest_first())
             .await
             .map_err(|e| map(e, Op::Read, resource))?;
         let Some(first) = response.kvs().first() else {
@@ -677,11 +825,11 @@ impl Store for EtcdStore {
             if id == 0 {
                 return Ok((id, i64::MAX));
             }
-            self.inner
-                .client
-                .lease_client()
-                .time_to_live(id, None)
-                .await
+            self.retry(|client| {
+                let mut client = client.lease_client();
+                async move { client.time_to_live(id, None).await }
+            })
+            .await
                 .map(|r| (id, r.ttl()))
                 .map_err(|e| map(e, Op::Read, resource))
         }))
@@ -713,8 +861,7 @@ impl Store for EtcdStore {
     async fn read(&self, resource: &str) -> Result<Option<Bytes>> {
         let prefix = self.inner.layout.resource_prefix(resource);
         let response = self
-            .kv()
-            .get(prefix, Some(Self::oldest_first().with_limit(1)))
+            .kv_get(prefix, Self::oldest_first().with_limit(1))
             .await
             .map_err(|e| map(e, Op::Read, resource))?;
         match response.kvs().first() {
@@ -728,8 +875,7 @@ impl Store for EtcdStore {
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let range = self.inner.layout.list_prefix(prefix);
         let response = self
-            .kv()
-            .get(range, Some(GetOptions::new().with_prefix().with_keys_only()))
+            .kv_get(range, GetOptions::new().with_prefix().with_keys_only())
             .await
             .map_err(|e| map(e, Op::Read, prefix))?;
         let mut names: Vec<String> = Vec::new();

@@ -47,10 +47,11 @@ impl Watch {
         resource: &str,
     ) -> Result<Watch> {
         let mut stream = store
-            .inner
-            .client
-            .watch_client()
-            .watch(key, Some(options))
+            .retry(|client| {
+                let (mut client, key, options) =
+                    (client.watch_client(), key.clone(), options.clone());
+                async move { client.watch(key, Some(options)).await }
+            })
             .await
             .map_err(|e| map(e, Op::Read, resource))?;
         match stream.message().await {
@@ -271,7 +272,7 @@ async fn join(
                 ),
             ),
         ]);
-    let response = store.kv().txn(txn).await?;
+    let response = store.kv_txn(txn).await?;
     if !response.succeeded() {
         return Err(JoinError::Other(Error::store(
             crate::error::BACKEND,
@@ -342,6 +343,11 @@ impl Waiter<'_> {
 
     /// Re-check our place; fails with [`Error::Lost`] if our key is gone.
     async fn check(&self) -> Result<Place> {
+        self.store
+            .inner
+            .stats
+            .queue_checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let permits = i64::from(self.request.permits);
         let txn = Txn::new()
             .when([Compare::create_revision(
