@@ -261,11 +261,15 @@ impl EtcdConfig {
         if !url.username().is_empty() {
             let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
             let Some(password) = url.password() else {
-                return Err(invalid("a user needs a password: user:password@host".into()));
+                return Err(invalid(
+                    "a user needs a password: user:password@host".into(),
+                ));
             };
             config = config.with_user(decode(url.username()), decode(password));
         } else if url.password().is_some() {
-            return Err(invalid("a password needs a user: user:password@host".into()));
+            return Err(invalid(
+                "a password needs a user: user:password@host".into(),
+            ));
         }
         let path = url.path().trim_matches('/');
         if !path.is_empty() {
@@ -323,7 +327,9 @@ impl EtcdConfig {
 
 /// `host:port` of a parsed `etcd://host[:port]` with nothing else in it.
 fn endpoint_of(url: &Url) -> Option<String> {
-    let host = url.host_str().filter(|h| !h.is_empty() && !h.contains(','))?;
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty() && !h.contains(','))?;
     if !url.username().is_empty()
         || url.password().is_some()
         || !matches!(url.path(), "" | "/")
@@ -424,7 +430,10 @@ mod tests {
         ] {
             match EtcdConfig::from_url(bad) {
                 Err(Error::InvalidUrl { url, reason }) => {
-                    assert!(!url.contains("hunter2") && !reason.contains("hunter2"), "{bad}");
+                    assert!(
+                        !url.contains("hunter2") && !reason.contains("hunter2"),
+                        "{bad}"
+                    );
                 }
                 other => panic!("{bad}: {other:?}"),
             }

@@ -264,10 +264,7 @@ impl Leadership {
                 record.encode(),
                 Some(PutOptions::new().with_ignore_lease()),
             )]);
-        let response = self
-            .store
-            .txn(txn, Op::Write("proclaim"), resource)
-            .await?;
+        let response = self.store.txn(txn, Op::Write("proclaim"), resource).await?;
         if response.succeeded() {
             Ok(())
         } else {

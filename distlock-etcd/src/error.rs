@@ -18,7 +18,8 @@ pub(crate) enum Op {
 pub(crate) fn is_lease_not_found(error: &etcd_client::Error) -> bool {
     match error {
         etcd_client::Error::GRpcStatus(status) => {
-            status.code() as i32 == tonic_code::NOT_FOUND && status.message().contains("lease not found")
+            status.code() as i32 == tonic_code::NOT_FOUND
+                && status.message().contains("lease not found")
         }
         etcd_client::Error::LeaseKeepAliveError(message) => message.contains("lease not found"),
         _ => false,

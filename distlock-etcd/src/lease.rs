@@ -37,12 +37,18 @@ impl LeaseHandle {
 
     /// When the last confirmed grant or keep-alive was sent.
     pub(crate) fn confirmed(&self) -> Instant {
-        *self.confirmed.lock().unwrap_or_else(PoisonError::into_inner)
+        *self
+            .confirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A keep-alive sent at `sent` was confirmed.
     pub(crate) fn confirm(&self, sent: Instant) {
-        let mut confirmed = self.confirmed.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut confirmed = self
+            .confirmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if sent > *confirmed {
             *confirmed = sent;
         }

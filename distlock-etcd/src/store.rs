@@ -12,9 +12,8 @@ use distlock_core::{
     Refreshed, Result, Store, StoreLocker, Wakeup,
 };
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, GetOptions, GetResponse, KeyValue,
-    PutOptions, SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchFilterType,
-    WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, GetResponse, KeyValue, PutOptions,
+    SortOrder, SortTarget, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchFilterType, WatchOptions,
 };
 use futures_util::future::join_all;
 
@@ -513,15 +512,16 @@ impl EtcdStore {
         let prefix = self.inner.layout.resource_prefix(request.resource);
         let key = self.inner.layout.lease_key(request.resource, request.key);
         let value = Record::new(request.permits, request.owner, request.data).encode();
-        let put = TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(lease.id)));
+        let put = TxnOp::put(
+            key.clone(),
+            value,
+            Some(PutOptions::new().with_lease(lease.id)),
+        );
         if request.permits == 1 {
             let txn = Txn::new()
                 .when([Compare::create_revision(prefix.clone(), CompareOp::Equal, 0).with_prefix()])
                 .and_then([put])
-                .or_else([TxnOp::get(
-                    prefix,
-                    Some(Self::oldest_first().with_limit(1)),
-                )]);
+                .or_else([TxnOp::get(prefix, Some(Self::oldest_first().with_limit(1)))]);
             let response = self.kv_txn(txn).await?;
             if response.succeeded() {
                 return Ok(TxnOutcome::Granted {
@@ -830,8 +830,8 @@ impl Store for EtcdStore {
                 async move { client.time_to_live(id, None).await }
             })
             .await
-                .map(|r| (id, r.ttl()))
-                .map_err(|e| map(e, Op::Read, resource))
+            .map(|r| (id, r.ttl()))
+            .map_err(|e| map(e, Op::Read, resource))
         }))
         .await
         .into_iter()

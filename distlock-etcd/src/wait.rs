@@ -332,7 +332,8 @@ async fn join(
 impl Waiter<'_> {
     fn grant(&self) -> Grant {
         let token = u64::try_from(self.own_revision).unwrap_or(0);
-        Grant::new(token, SystemTime::now() + self.lease.ttl()).with_valid_from(self.lease.confirmed())
+        Grant::new(token, SystemTime::now() + self.lease.ttl())
+            .with_valid_from(self.lease.confirmed())
     }
 
     fn lost(&self) -> Error {
@@ -366,10 +367,7 @@ impl Waiter<'_> {
                         .with_keys_only(),
                 ),
             )]);
-        let response = self
-            .store
-            .txn(txn, Op::Read, self.request.resource)
-            .await?;
+        let response = self.store.txn(txn, Op::Read, self.request.resource).await?;
         if !response.succeeded() {
             // Our key vanished while we waited (lease expired or revoked): never
             // report a grant for it (etcd#11456).
@@ -377,7 +375,9 @@ impl Waiter<'_> {
             return Err(self.lost());
         }
         let revision = revision_of(&response);
-        let ahead = first_range(&response).map(|mut r| r.take_kvs()).unwrap_or_default();
+        let ahead = first_range(&response)
+            .map(|mut r| r.take_kvs())
+            .unwrap_or_default();
         let count = i64::try_from(ahead.len()).unwrap_or(i64::MAX);
         Ok(if count < permits {
             Place::Granted

@@ -41,7 +41,10 @@ impl Fixture for EtcdFixture {
             }
         }
         admin
-            .delete(prefix, Some(etcd_client::DeleteOptions::new().with_prefix()))
+            .delete(
+                prefix,
+                Some(etcd_client::DeleteOptions::new().with_prefix()),
+            )
             .await
             .expect("delete leftovers");
     }

@@ -60,7 +60,10 @@ async fn fifo_order_of_ten_waiters_one_wake_each() {
     let order = order.lock().unwrap().clone();
     let indices: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
     assert_eq!(indices, (0..10).collect::<Vec<_>>(), "FIFO order");
-    assert!(order.windows(2).all(|w| w[0].1 < w[1].1), "tokens grow: {order:?}");
+    assert!(
+        order.windows(2).all(|w| w[0].1 < w[1].1),
+        "tokens grow: {order:?}"
+    );
     let checks: u64 = stores.iter().map(|s| s.stats().queue_checks).sum::<u64>() - checks_before;
     assert_eq!(checks, 10, "each release woke exactly one waiter");
     assert!(queue(&admin, &r).await.is_empty(), "nothing left behind");
@@ -100,10 +103,16 @@ async fn semaphore_waiters_are_served_in_order() {
     }
     // The older holder stays; the younger leaves: the first waiter gets in.
     b.release().await.unwrap();
-    let (first, _) = tokio::time::timeout(SOON, rx.recv()).await.unwrap().unwrap();
+    let (first, _) = tokio::time::timeout(SOON, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(first, 0);
     a.release().await.unwrap();
-    let (second, _) = tokio::time::timeout(SOON, rx.recv()).await.unwrap().unwrap();
+    let (second, _) = tokio::time::timeout(SOON, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(second, 1);
     let mut grants = Vec::new();
     for task in held.drain(..2) {
@@ -111,10 +120,16 @@ async fn semaphore_waiters_are_served_in_order() {
     }
     // Waiter 1 (now a holder) leaves before waiter 0: waiter 2 is next.
     grants.pop().unwrap().release().await.unwrap();
-    let (third, _) = tokio::time::timeout(SOON, rx.recv()).await.unwrap().unwrap();
+    let (third, _) = tokio::time::timeout(SOON, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(third, 2);
     grants.pop().unwrap().release().await.unwrap();
-    let (fourth, _) = tokio::time::timeout(SOON, rx.recv()).await.unwrap().unwrap();
+    let (fourth, _) = tokio::time::timeout(SOON, rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(fourth, 3);
     for task in held {
         let lock = tokio::time::timeout(SOON, task).await.unwrap().unwrap();
@@ -157,7 +172,9 @@ async fn session_loss_fires_lost_on_all_its_locks() {
     admin.clone().lease_revoke(session).await.unwrap();
     let revoked = Instant::now();
     for lock in &locks {
-        tokio::time::timeout(SOON, lock.lost()).await.expect("lost fires");
+        tokio::time::timeout(SOON, lock.lost())
+            .await
+            .expect("lost fires");
     }
     assert!(revoked.elapsed() < Duration::from_secs(3), "within one TTL");
     let other = EtcdStore::connect_url(&url).await.unwrap().locker();
@@ -234,9 +251,10 @@ async fn several_endpoints_with_one_down() {
         // Through the registry's URL parser too.
         if form.contains("?endpoints=") {
             let parsed = distlock_core::parse_url(&form).unwrap();
-            let dyn_locker = distlock_core::Connector::connect(&distlock_etcd::EtcdConnector, &parsed)
-                .await
-                .unwrap();
+            let dyn_locker =
+                distlock_core::Connector::connect(&distlock_etcd::EtcdConnector, &parsed)
+                    .await
+                    .unwrap();
             let lock = dyn_locker.try_lock(&r, &long()).await.unwrap().unwrap();
             lock.release().await.unwrap();
         }
@@ -269,7 +287,10 @@ async fn many_locks_are_kept_alive_by_one_request_per_interval() {
     let calls = locker.refresh_stats().calls - calls;
     let alive = store.stats().keep_alives - alive;
     assert!(locks.iter().all(|l| !l.is_lost()));
-    assert!((2..=5).contains(&calls), "refresh rounds in 3 intervals: {calls}");
+    assert!(
+        (2..=5).contains(&calls),
+        "refresh rounds in 3 intervals: {calls}"
+    );
     assert_eq!(alive, calls, "one keep-alive per round for 2,000 locks");
     let released: Vec<_> = futures_util::stream::iter(locks)
         .map(distlock_core::Lock::release)
@@ -284,14 +305,31 @@ async fn many_locks_are_kept_alive_by_one_request_per_interval() {
 async fn election_campaign_observe_proclaim_resign() {
     let Some(url) = service_url() else { return };
     let office = unique("leader");
-    let a = Election::new(EtcdStore::connect_url(&url).await.unwrap().locker(), &office);
-    let b = Election::new(EtcdStore::connect_url(&url).await.unwrap().locker(), &office);
-    let observer = Election::new(EtcdStore::connect_url(&url).await.unwrap().locker(), &office);
+    let a = Election::new(
+        EtcdStore::connect_url(&url).await.unwrap().locker(),
+        &office,
+    );
+    let b = Election::new(
+        EtcdStore::connect_url(&url).await.unwrap().locker(),
+        &office,
+    );
+    let observer = Election::new(
+        EtcdStore::connect_url(&url).await.unwrap().locker(),
+        &office,
+    );
     let mut seen = Box::pin(observer.observe());
-    let first = tokio::time::timeout(SOON, seen.next()).await.unwrap().unwrap().unwrap();
+    let first = tokio::time::timeout(SOON, seen.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(first.is_none(), "vacant at first");
     let leader_a = a.campaign("a:1").await.unwrap();
-    let now = tokio::time::timeout(SOON, seen.next()).await.unwrap().unwrap().unwrap();
+    let now = tokio::time::timeout(SOON, seen.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(now.as_ref().map(|l| &l.value[..]), Some(&b"a:1"[..]));
     assert_eq!(now.as_ref().map(|l| l.term), Some(leader_a.term()));
     let candidate = {
@@ -299,16 +337,31 @@ async fn election_campaign_observe_proclaim_resign() {
         tokio::spawn(async move { b.campaign("b:1").await })
     };
     leader_a.proclaim("a:2").await.unwrap();
-    let now = tokio::time::timeout(SOON, seen.next()).await.unwrap().unwrap().unwrap();
+    let now = tokio::time::timeout(SOON, seen.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert_eq!(now.map(|l| l.value), Some("a:2".into()));
-    assert_eq!(b.leader().await.unwrap().map(|l| l.value), Some("a:2".into()));
+    assert_eq!(
+        b.leader().await.unwrap().map(|l| l.value),
+        Some("a:2".into())
+    );
     let term_a = leader_a.term();
     leader_a.resign().await.unwrap();
-    let leader_b = tokio::time::timeout(SOON, candidate).await.unwrap().unwrap().unwrap();
+    let leader_b = tokio::time::timeout(SOON, candidate)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     assert!(leader_b.term() > term_a, "a new term for a new leader");
     // The observer may see the vacancy between the two; it ends on b.
     loop {
-        let now = tokio::time::timeout(SOON, seen.next()).await.unwrap().unwrap().unwrap();
+        let now = tokio::time::timeout(SOON, seen.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         if let Some(leader) = now {
             assert_eq!(leader.value, "b:1");
             assert_eq!(leader.term, leader_b.term());
