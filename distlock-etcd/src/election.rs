@@ -286,7 +286,3 @@ impl AsRef<Lock> for Leadership {
         &self.lock
     }
 }
-
-// `Locker` is used through `EtcdLocker`'s inherent impl; keep the trait in scope.
-#[allow(unused_imports)]
-use Locker as _;

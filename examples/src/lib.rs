@@ -1,7 +1,7 @@
 //! What the example programs share: picking the backend from `DISTLOCK_URL`.
 //!
 //! Every example runs on whichever backend the URL names (default `memory://`),
-//! among those this build has (features `memory`, …).
+//! among those this build has (features `memory`, `etcd`, …).
 //!
 //! The project README follows; its code is compiled as this crate's doc tests.
 #![doc = include_str!("../../README.md")]
@@ -17,6 +17,8 @@ pub fn registry() -> Registry {
     let registry = Registry::new().with(NoopConnector);
     #[cfg(feature = "memory")]
     let registry = registry.with(distlock_memory::MemoryConnector);
+    #[cfg(feature = "etcd")]
+    let registry = registry.with(distlock_etcd::EtcdConnector);
     registry
 }
 
