@@ -9,6 +9,9 @@
 //! - handoff (release → blocked waiter holds) for distlock and the lock RPC;
 //! - keep-alive requests per refresh interval for 10,000 held locks.
 //!
+//! `DISTLOCK_BENCH_DETAIL=1` instead splits the raw cycle's cost: distlock's
+//! txn shape (range compare, longer key and value) and its connection options.
+//!
 //! `cargo bench -p distlock-etcd` (with `DISTLOCK_ETCD_URL` set) prints a table
 //! and one line for scripts:
 //! `bench etcd: cycle_us_p50=… raw_ratio=… peer_ratio=… handoff_us_p50=… refresh_requests_10k=…`
@@ -236,6 +239,10 @@ async fn main() {
         return;
     };
     let (rounds, batch) = if quick { (2, 10) } else { (12, 150) };
+    if std::env::var_os("DISTLOCK_BENCH_DETAIL").is_some() {
+        detail(&url, rounds, batch).await;
+        return;
+    }
     let config = EtcdConfig::from_url(&url).unwrap();
     let client = Client::connect(&config.endpoints, None).await.unwrap();
     let raw_lease = client.clone().lease_grant(60, None).await.unwrap().id();
@@ -317,5 +324,72 @@ async fn main() {
         "bench etcd: cycle_us_p50={cycle:.0} raw_ratio={:.2} peer_ratio={:.2} handoff_us_p50={h50:.0} refresh_requests_10k={keep_alives}",
         cycle / raw_cycle,
         cycle / peer_cycle
+    );
+}
+
+/// Where the time goes (DISTLOCK_BENCH_DETAIL=1): raw cycles with distlock's
+/// txn shape and with distlock's connection options.
+async fn detail(url: &str, rounds: usize, batch: u32) {
+    use etcd_client::ConnectOptions;
+    let config = EtcdConfig::from_url(url).unwrap();
+    let plain = Client::connect(&config.endpoints, None).await.unwrap();
+    let tuned = Client::connect(
+        &config.endpoints,
+        Some(
+            ConnectOptions::new()
+                .with_timeout(Duration::from_secs(5))
+                .with_connect_timeout(Duration::from_secs(3))
+                .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+                .with_keep_alive_while_idle(false)
+                .with_require_leader(true),
+        ),
+    )
+    .await
+    .unwrap();
+    let lease = plain.clone().lease_grant(60, None).await.unwrap().id();
+    let shaped = |client: Client| async move {
+        let mut kv = client.kv_client();
+        let prefix = b"bench-shape/cycle\0".to_vec();
+        let mut key = prefix.clone();
+        key.extend_from_slice(b"0123456789abcdef0123456789abcdef");
+        let started = Instant::now();
+        for _ in 0..batch {
+            let txn = Txn::new()
+                .when([Compare::create_revision(prefix.clone(), CompareOp::Equal, 0).with_prefix()])
+                .and_then([TxnOp::put(
+                    key.clone(),
+                    vec![1u8; 40],
+                    Some(PutOptions::new().with_lease(lease)),
+                )])
+                .or_else([TxnOp::get(
+                    prefix.clone(),
+                    Some(
+                        GetOptions::new()
+                            .with_prefix()
+                            .with_sort(
+                                etcd_client::SortTarget::Create,
+                                etcd_client::SortOrder::Ascend,
+                            )
+                            .with_limit(1),
+                    ),
+                )]);
+            assert!(kv.txn(txn).await.unwrap().succeeded());
+            kv.delete(key.clone(), None).await.unwrap();
+        }
+        started.elapsed().as_secs_f64() * 1e6 / f64::from(batch)
+    };
+    let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(raw(&plain, lease, batch).await);
+        b.push(raw(&tuned, lease, batch).await);
+        c.push(shaped(plain.clone()).await);
+        d.push(shaped(tuned.clone()).await);
+    }
+    println!(
+        "detail: raw {:.0} µs, raw+our options {:.0} µs, our txn shape {:.0} µs, shape+options {:.0} µs",
+        percentile(&mut a, 0.5),
+        percentile(&mut b, 0.5),
+        percentile(&mut c, 0.5),
+        percentile(&mut d, 0.5)
     );
 }

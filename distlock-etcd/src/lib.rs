@@ -51,8 +51,8 @@
 //! Consequences of sharing, stated: a `Refresh::Manual` lock with the session's
 //! TTL lives as long as the session, which the store keeps alive while other
 //! session locks are refreshed (the core does not tell the store which locks are
-//! manual; see the crate README for the proposed core change); use another TTL
-//! for a manual lock that must lapse on its own. A detached lock on the session
+//! manual: an `auto_refresh` flag in `AcquireRequest` would let manual locks take
+//! their own lease); use another TTL for a manual lock that must lapse on its own. A detached lock on the session
 //! lives until the session ends. An operator who deletes a key by hand is not
 //! noticed by its holder (a keep-alive renews the lease, not the key): revoke
 //! the lease instead (`etcdctl lease revoke`), which every holder notices.
