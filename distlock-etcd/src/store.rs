@@ -40,7 +40,7 @@ pub struct EtcdStore {
 pub(crate) struct Inner {
     /// One client per endpoint, connected on first use; `current` is the one
     /// requests go to until it cannot be reached.
-    clients: Mutex<Vec<Option<Client>>>,
+    clients: Mutex<Vec<Option<Arc<Client>>>>,
     current: AtomicUsize,
     /// Holds the password when one is set: never printed.
     options: ConnectOptions,
@@ -206,13 +206,16 @@ impl EtcdStore {
     /// [`Error::Unavailable`] if no endpoint can be reached (with authentication
     /// on, logging in needs a live member).
     pub async fn client(&self) -> Result<Client> {
-        self.retry(|client| async move { Ok(client) })
+        self.retry(|client| async move { Ok(Client::clone(&client)) })
             .await
             .map_err(|e| map(e, Op::Read, ""))
     }
 
     /// The client of endpoint `index`, connecting it on first use.
-    async fn client_at(&self, index: usize) -> std::result::Result<Client, etcd_client::Error> {
+    async fn client_at(
+        &self,
+        index: usize,
+    ) -> std::result::Result<Arc<Client>, etcd_client::Error> {
         if let Some(client) = locked(&self.inner.clients).get(index).cloned().flatten() {
             return Ok(client);
         }
@@ -222,7 +225,7 @@ impl EtcdStore {
             .get(index)
             .cloned()
             .unwrap_or_default();
-        let client = Client::connect([url], Some(self.inner.options.clone())).await?;
+        let client = Arc::new(Client::connect([url], Some(self.inner.options.clone())).await?);
         if let Some(slot) = locked(&self.inner.clients).get_mut(index) {
             *slot = Some(client.clone());
         }
@@ -429,7 +432,7 @@ impl EtcdStore {
         mut call: F,
     ) -> std::result::Result<T, etcd_client::Error>
     where
-        F: FnMut(Client) -> Fut,
+        F: FnMut(Arc<Client>) -> Fut,
         Fut: Future<Output = std::result::Result<T, etcd_client::Error>>,
     {
         let count = self.inner.endpoint_urls.len().max(1);
