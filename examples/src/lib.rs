@@ -1,7 +1,7 @@
 //! What the example programs share: picking the backend from `DISTLOCK_URL`.
 //!
 //! Every example runs on whichever backend the URL names (default `memory://`),
-//! among those this build has (features `memory`, `redis`, …).
+//! among those this build has (features `memory`, `redis`, `etcd`, …).
 //!
 //! The project README follows; its code is compiled as this crate's doc tests.
 #![doc = include_str!("../../README.md")]
@@ -19,6 +19,8 @@ pub fn registry() -> Registry {
     let registry = registry.with(distlock_memory::MemoryConnector);
     #[cfg(feature = "redis")]
     let registry = registry.with(distlock_redis::RedisConnector);
+    #[cfg(feature = "etcd")]
+    let registry = registry.with(distlock_etcd::EtcdConnector);
     registry
 }
 

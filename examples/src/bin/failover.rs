@@ -16,7 +16,12 @@ use distlock_core::{LockOptions, Locker};
 
 #[tokio::main]
 async fn main() -> distlock_core::Result<()> {
-    let ttl = Duration::from_millis(600);
+    // 600 ms, or the backend's shortest TTL if that is longer (etcd: 2 s).
+    let ttl = distlock_examples::connect()
+        .await?
+        .capabilities()
+        .min_ttl
+        .max(Duration::from_millis(600));
     let started = Instant::now();
     let events = Arc::new(Mutex::new(Vec::<(Duration, String)>::new()));
     let log = {
@@ -33,7 +38,7 @@ async fn main() -> distlock_core::Result<()> {
         let locker = distlock_examples::connect().await?;
         let log = log.clone();
         replicas.push(tokio::spawn(async move {
-            // Replica 0 "hangs" after 1.2 s as primary: it stops refreshing.
+            // Replica 0 "hangs" after two TTLs as primary: it stops refreshing.
             let options = if replica == 0 {
                 LockOptions::new().with_ttl(ttl).manual_refresh()
             } else {
@@ -53,7 +58,7 @@ async fn main() -> distlock_core::Result<()> {
             let work = async {
                 loop {
                     if replica == 0 {
-                        // Manual refresh for 1.2 s, then a pause longer than the TTL.
+                        // Manual refresh for two TTLs, then a pause longer than the TTL.
                         for _ in 0..6 {
                             tokio::time::sleep(ttl / 3).await;
                             let _ = lock.refresh().await;
