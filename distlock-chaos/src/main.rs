@@ -62,6 +62,9 @@ const NETWORKED: &[(&str, &str, &str, bool)] = &[
     // restarts are not injected; distlock-redis's own tests cover them.
     #[cfg(feature = "redis")]
     ("redis", "DISTLOCK_REDIS_URL", "redis", false),
+    // etcd keeps its data (and its revision counter: the tokens) across a restart.
+    #[cfg(feature = "etcd")]
+    ("etcd", "DISTLOCK_ETCD_URL", "etcd", true),
 ];
 
 fn parse() -> (Vec<String>, RunConfig) {

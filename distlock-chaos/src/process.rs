@@ -57,6 +57,8 @@ pub(crate) fn registry() -> Registry {
     let registry = Registry::new();
     #[cfg(feature = "redis")]
     let registry = registry.with(distlock_redis::RedisConnector);
+    #[cfg(feature = "etcd")]
+    let registry = registry.with(distlock_etcd::EtcdConnector);
     registry
 }
 
