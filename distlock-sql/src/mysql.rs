@@ -69,6 +69,36 @@ pub(crate) struct MySql {
 }
 
 impl MySql {
+    /// Every statement by name (migration statements first).
+    pub(crate) fn named(&self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = self
+            .migrate
+            .iter()
+            .map(|m| ("migrate", m.clone()))
+            .collect();
+        out.extend([
+            ("read_slots", self.read_slots.to_string()),
+            ("create_tokens", self.create_tokens.to_string()),
+            ("write_slot", self.write_slot.to_string()),
+            ("write_token", self.write_token.to_string()),
+            ("release", self.release.to_string()),
+            ("refresh", self.refresh.to_string()),
+            ("refreshed", self.refreshed.to_string()),
+            ("info", self.info.to_string()),
+            ("read", self.read.to_string()),
+            ("list", self.list.to_string()),
+            ("expire", self.expire.to_string()),
+            ("job_create", self.job_create.to_string()),
+            ("job_read", self.job_read.to_string()),
+            ("job_write", self.job_write.to_string()),
+            ("job_enable", self.job_enable.to_string()),
+            ("job_status", self.job_status.to_string()),
+        ]);
+        out
+    }
+}
+
+impl MySql {
     pub(crate) fn new(table: &TableName) -> Self {
         let t = table.as_str();
         let tokens = table.with("_tokens");

@@ -57,6 +57,31 @@ pub(crate) struct PgSql {
     pub(crate) job_status: Arc<str>,
 }
 
+impl PgSql {
+    /// Every statement by name (migration statements first).
+    pub(crate) fn named(&self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = self
+            .migrate
+            .iter()
+            .map(|m| ("migrate", m.clone()))
+            .collect();
+        out.extend([
+            ("acquire", self.acquire.to_string()),
+            ("release", self.release.to_string()),
+            ("refresh", self.refresh.to_string()),
+            ("info", self.info.to_string()),
+            ("read", self.read.to_string()),
+            ("list", self.list.to_string()),
+            ("expire", self.expire.to_string()),
+            ("job_lock", self.job_lock.to_string()),
+            ("job_unlock", self.job_unlock.to_string()),
+            ("job_enable", self.job_enable.to_string()),
+            ("job_status", self.job_status.to_string()),
+        ]);
+        out
+    }
+}
+
 /// Flavour switches between PostgreSQL and CockroachDB.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flavour {

@@ -146,6 +146,17 @@ impl SqlStore {
         }
     }
 
+    /// The SQL this store runs, by name (`acquire`, `release`, `refresh`, …), in
+    /// the order a reviewer would read them. The parameters are positional;
+    /// see each dialect's module docs. Nothing here carries a secret.
+    pub fn statements(&self) -> Vec<(&'static str, String)> {
+        match &self.inner.backend {
+            Backend::Pg(b) => b.sql.named(),
+            Backend::MySql(b) => b.sql.named(),
+            Backend::Sqlite(b) => b.sql.named(),
+        }
+    }
+
     /// Close the pool (and the LISTEN connection); calls after this fail with
     /// [`Unavailable`](distlock_core::Error::Unavailable).
     pub async fn close(&self) {

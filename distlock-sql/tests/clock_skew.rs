@@ -68,7 +68,10 @@ async fn mysql_session_clock_skew_changes_nothing() {
 
     // A client an hour ahead cannot take a lock held for 30 s.
     let held = honest
-        .try_lock(&format!("{r}/a"), &LockOptions::new().with_ttl(Duration::from_secs(30)))
+        .try_lock(
+            &format!("{r}/a"),
+            &LockOptions::new().with_ttl(Duration::from_secs(30)),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -81,14 +84,23 @@ async fn mysql_session_clock_skew_changes_nothing() {
         "a client with a clock one hour ahead stole a held lock"
     );
     held.release().await.unwrap();
-    assert!(ahead.try_lock(&format!("{r}/a"), &LockOptions::new()).await.unwrap().is_some());
+    assert!(
+        ahead
+            .try_lock(&format!("{r}/a"), &LockOptions::new())
+            .await
+            .unwrap()
+            .is_some()
+    );
 
     // A client an hour behind holds a 500 ms lease for 500 ms, not an hour
     // longer, and no shorter either.
     let ttl = Duration::from_millis(500);
     let started = Instant::now();
     let lease = behind
-        .try_lock(&format!("{r}/b"), &LockOptions::new().with_ttl(ttl).manual_refresh())
+        .try_lock(
+            &format!("{r}/b"),
+            &LockOptions::new().with_ttl(ttl).manual_refresh(),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -97,7 +109,10 @@ async fn mysql_session_clock_skew_changes_nothing() {
     let gap = expires
         .duration_since(SystemTime::now())
         .unwrap_or(Duration::ZERO);
-    assert!(gap <= ttl, "expiry is {gap:?} away: written with a skewed clock");
+    assert!(
+        gap <= ttl,
+        "expiry is {gap:?} away: written with a skewed clock"
+    );
     let taken = loop {
         if let Some(lock) = honest
             .try_lock(&format!("{r}/b"), &LockOptions::new().manual_refresh())
@@ -109,7 +124,10 @@ async fn mysql_session_clock_skew_changes_nothing() {
         assert!(started.elapsed() < Duration::from_secs(10), "never expired");
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
-    assert!(started.elapsed() >= ttl - Duration::from_millis(20), "expired early");
+    assert!(
+        started.elapsed() >= ttl - Duration::from_millis(20),
+        "expired early"
+    );
     assert!(taken.token() > lease.token());
     assert!(lease.is_lost(), "the old holder's lost signal fired first");
 }
@@ -124,10 +142,12 @@ async fn postgres_times_are_the_servers() {
     let locker = store.locker();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let server_us = || async {
-        sqlx::query_scalar::<_, i64>("SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
+        sqlx::query_scalar::<_, i64>(
+            "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::int8",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
     };
     let r = format!("skew-{:08x}", fastrand::u32(..));
     let before = server_us().await;
@@ -139,11 +159,23 @@ async fn postgres_times_are_the_servers() {
     let after = server_us().await;
     let info = locker.info(&r).await.unwrap().unwrap();
     let micros = |t: SystemTime| {
-        i64::try_from(t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_micros()).unwrap()
+        i64::try_from(
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_micros(),
+        )
+        .unwrap()
     };
     let acquired = micros(info.lock_time().unwrap());
     let expires = micros(info.expire_time().unwrap());
-    assert!((before..=after).contains(&acquired), "grant time is the server's");
-    assert_eq!(expires - acquired, 10_000_000, "expiry = server grant time + TTL");
+    assert!(
+        (before..=after).contains(&acquired),
+        "grant time is the server's"
+    );
+    assert_eq!(
+        expires - acquired,
+        10_000_000,
+        "expiry = server grant time + TTL"
+    );
     lock.release().await.unwrap();
 }
