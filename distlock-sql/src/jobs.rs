@@ -17,7 +17,7 @@
 //!   current owner keeps its lock until it unlocks or its time runs out).
 //!
 //! The layer is generic: [`JobLocks`] runs over any [`JobStore`] (four calls).
-//! [`SqlStore`](crate::SqlStore) implements it with a `NAME_jobs` table and the
+//! [`SqlStore`] implements it with a `NAME_jobs` table and the
 //! database clock; another backend implements the same trait.
 
 use std::fmt;
