@@ -41,6 +41,22 @@ impl Op {
     }
 }
 
+/// A failed call, split by phase: getting a connection (nothing was sent) or
+/// running statements on it.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// No connection could be had: nothing was sent.
+    Connect(sqlx::Error),
+    /// A statement failed (it may have been applied).
+    Run(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Fail {
+    fn from(error: sqlx::Error) -> Self {
+        Fail::Run(error)
+    }
+}
+
 /// Whether the error is a serialization conflict that a retry of the same
 /// statement (or transaction) resolves.
 pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
@@ -60,8 +76,12 @@ pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
 ///   writes, `Unavailable` for reads;
 /// - serialization conflicts that outlived the retries: `Unavailable` (transient);
 /// - any other answer from the server (missing table, permission): `Store`.
-pub(crate) fn map(op: Op, resource: &str, error: sqlx::Error) -> Error {
+pub(crate) fn map(op: Op, resource: &str, error: impl Into<Fail>) -> Error {
     use sqlx::Error as E;
+    let error = match error.into() {
+        Fail::Connect(error) => return Error::unavailable(op.backend, error),
+        Fail::Run(error) => error,
+    };
     match error {
         E::PoolTimedOut | E::PoolClosed | E::Tls(_) | E::WorkerCrashed => {
             Error::unavailable(op.backend, error)
@@ -154,16 +174,16 @@ impl Default for Retry {
 impl Retry {
     /// Run `attempt` until it succeeds, fails with a non-retryable error, or the
     /// attempts run out (the last error is returned).
-    pub(crate) async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, sqlx::Error>
+    pub(crate) async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, Fail>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, sqlx::Error>>,
+        Fut: Future<Output = Result<T, Fail>>,
     {
         let mut pause = self.first_pause;
         let mut tries = 1;
         loop {
             match attempt().await {
-                Err(error) if is_retryable(&error) && tries < self.attempts => {
+                Err(Fail::Run(error)) if is_retryable(&error) && tries < self.attempts => {
                     tries += 1;
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%error, tries, "serialization conflict; retrying");

@@ -35,7 +35,7 @@ use sqlx::mysql::{MySqlPool, MySqlRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::dialect::{TableName, json_string, like_prefix};
-use crate::error::{Op, Retry, map};
+use crate::error::{Fail, Op, Retry, map};
 use crate::jobs::{JobKey, JobOutcome, JobRow, decide_lock, decide_unlock};
 use crate::store::{Decision, SlotRow, decide, micros_to_time, outcomes, ttl_micros};
 
@@ -241,6 +241,10 @@ enum Step {
 }
 
 impl MyBackend {
+    /// A pooled connection; failing here means nothing was sent.
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::MySql>, Fail> {
+        self.pool.acquire().await.map_err(Fail::Connect)
+    }
     pub(crate) async fn migrate(&self) -> Result<()> {
         let op = Op::write(BACKEND, "migrate");
         let run = async {
@@ -285,7 +289,8 @@ impl MyBackend {
         let step = self
             .retry
             .run(|| async {
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 let mut rows = sqlx::query(q(&self.sql.read_slots))
                     .bind(resource)
                     .fetch_all(&mut *tx)
@@ -355,11 +360,14 @@ impl MyBackend {
         let key = key.as_u128().to_be_bytes();
         let done = self
             .retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query(q(&self.sql.release))
                     .bind(resource)
                     .bind(&key[..])
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map_err(|e| map(op, resource, e))?;
@@ -373,14 +381,15 @@ impl MyBackend {
         let renewed: Vec<Vec<u8>> = self
             .retry
             .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query(q(&self.sql.refresh))
                     .bind(&json)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await?;
-                sqlx::query_scalar(q(&self.sql.refreshed))
+                Ok(sqlx::query_scalar(q(&self.sql.refreshed))
                     .bind(&json)
-                    .fetch_all(&self.pool)
-                    .await
+                    .fetch_all(&mut *conn)
+                    .await?)
             })
             .await
             .map_err(|e| map(op, label, e))?;
@@ -391,7 +400,7 @@ impl MyBackend {
         let op = Op::read(BACKEND, "info");
         let rows = sqlx::query(q(&self.sql.info))
             .bind(resource)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, resource, e))?;
         let mut permits = 0;
@@ -408,7 +417,7 @@ impl MyBackend {
         let op = Op::read(BACKEND, "read");
         let data: Option<Vec<u8>> = sqlx::query_scalar(q(&self.sql.read))
             .bind(resource)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, resource, e))?;
         Ok(data.map(Bytes::from))
@@ -419,7 +428,7 @@ impl MyBackend {
         // VARBINARY (exact, byte-ordered names) comes back as bytes.
         let names: Vec<Vec<u8>> = sqlx::query_scalar(q(&self.sql.list))
             .bind(like_prefix(prefix))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, prefix, e))?;
         names
@@ -435,10 +444,13 @@ impl MyBackend {
     pub(crate) async fn expire(&self, resource: &str) -> Result<u64> {
         let op = Op::write(BACKEND, "expire");
         self.retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query(q(&self.sql.expire))
                     .bind(resource)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map(|r| r.rows_affected())
@@ -457,7 +469,8 @@ impl MyBackend {
         );
         self.retry
             .run(|| async {
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 if max.is_some() {
                     sqlx::query(q(&self.sql.job_create))
                         .bind(job.component)
@@ -513,12 +526,15 @@ impl MyBackend {
     pub(crate) async fn job_enable(&self, component: &str, job: &str, enabled: bool) -> Result<()> {
         let op = Op::write(BACKEND, "job enable");
         self.retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query(q(&self.sql.job_enable))
                     .bind(component)
                     .bind(job)
                     .bind(enabled)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map(|_| ())
@@ -530,7 +546,7 @@ impl MyBackend {
         let row = sqlx::query(q(&self.sql.job_status))
             .bind(component)
             .bind(job)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, job, e))?;
         let (current, now_us) = match &row {

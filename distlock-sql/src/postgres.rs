@@ -33,7 +33,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::dialect::{Dialect, TableName, like_prefix};
-use crate::error::{Op, Retry, map};
+use crate::error::{Fail, Op, Retry, map};
 use crate::jobs::{JobKey, JobOutcome, JobState};
 use crate::store::{RACE_RETRIES, micros_to_time, ttl_micros};
 
@@ -312,6 +312,10 @@ enum AcquireRow {
 }
 
 impl PgBackend {
+    /// A pooled connection; failing here means nothing was sent.
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, Fail> {
+        self.pool.acquire().await.map_err(Fail::Connect)
+    }
     fn backend(&self) -> &'static str {
         self.dialect.backend()
     }
@@ -320,13 +324,14 @@ impl PgBackend {
         let op = Op::write(self.backend(), "migrate");
         self.retry
             .run(|| async {
-                let mut tx = self.pool.begin().await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
                 for statement in &self.sql.migrate {
                     sqlx::query(AssertSqlSafe(statement.as_str()))
                         .execute(&mut *tx)
                         .await?;
                 }
-                tx.commit().await
+                Ok(tx.commit().await?)
             })
             .await
             .map_err(|e| map(op, "", e))
@@ -348,7 +353,8 @@ impl PgBackend {
         for _ in 0..RACE_RETRIES {
             let row = self
                 .retry
-                .run(|| {
+                .run(|| async {
+                    let mut conn = self.conn().await?;
                     sqlx::query(q(&self.sql.acquire))
                         .bind(resource)
                         .bind(permits_i)
@@ -356,7 +362,9 @@ impl PgBackend {
                         .bind(owner)
                         .bind(&data[..])
                         .bind(ttl_us)
-                        .fetch_one(&self.pool)
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(Fail::from)
                 })
                 .await
                 .map_err(|e| map(op, resource, e))?;
@@ -384,7 +392,8 @@ impl PgBackend {
         let channel = self.channel.as_deref().unwrap_or("");
         let released: i64 = self
             .retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 let query = sqlx::query_scalar(q(&self.sql.release))
                     .bind(resource)
                     .bind(&key[..]);
@@ -393,7 +402,7 @@ impl PgBackend {
                 } else {
                     query
                 };
-                query.fetch_one(&self.pool)
+                query.fetch_one(&mut *conn).await.map_err(Fail::from)
             })
             .await
             .map_err(|e| map(op, resource, e))?;
@@ -411,12 +420,15 @@ impl PgBackend {
         let ttls: Vec<i64> = leases.iter().map(|l| ttl_micros(l.ttl)).collect();
         let renewed: Vec<Vec<u8>> = self
             .retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query_scalar(q(&self.sql.refresh))
                     .bind(&resources)
                     .bind(&keys)
                     .bind(&ttls)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map_err(|e| map(op, label, e))?;
@@ -427,7 +439,7 @@ impl PgBackend {
         let op = Op::read(self.backend(), "info");
         let rows = sqlx::query(q(&self.sql.info))
             .bind(resource)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, resource, e))?;
         let mut permits = 0;
@@ -444,7 +456,7 @@ impl PgBackend {
         let op = Op::read(self.backend(), "read");
         let data: Option<Vec<u8>> = sqlx::query_scalar(q(&self.sql.read))
             .bind(resource)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, resource, e))?;
         Ok(data.map(Bytes::from))
@@ -454,7 +466,7 @@ impl PgBackend {
         let op = Op::read(self.backend(), "list");
         sqlx::query_scalar(q(&self.sql.list))
             .bind(like_prefix(prefix))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, prefix, e))
     }
@@ -462,10 +474,13 @@ impl PgBackend {
     pub(crate) async fn expire(&self, resource: &str) -> Result<u64> {
         let op = Op::write(self.backend(), "expire");
         self.retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query(q(&self.sql.expire))
                     .bind(resource)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map(|r| r.rows_affected())
@@ -476,14 +491,17 @@ impl PgBackend {
         let op = Op::write(self.backend(), "job lock");
         let row = self
             .retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query(q(&self.sql.job_lock))
                     .bind(job.component)
                     .bind(job.job)
                     .bind(job.component_id)
                     .bind(job.job_id)
                     .bind(ttl_micros(max))
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map_err(|e| map(op, job.job, e))?;
@@ -494,13 +512,16 @@ impl PgBackend {
         let op = Op::write(self.backend(), "job unlock");
         let row = self
             .retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query(q(&self.sql.job_unlock))
                     .bind(job.component)
                     .bind(job.job)
                     .bind(job.component_id)
                     .bind(job.job_id)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map_err(|e| map(op, job.job, e))?;
@@ -510,12 +531,15 @@ impl PgBackend {
     pub(crate) async fn job_enable(&self, component: &str, job: &str, enabled: bool) -> Result<()> {
         let op = Op::write(self.backend(), "job enable");
         self.retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query(q(&self.sql.job_enable))
                     .bind(component)
                     .bind(job)
                     .bind(enabled)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map(|_| ())
@@ -527,7 +551,7 @@ impl PgBackend {
         let row = sqlx::query(q(&self.sql.job_status))
             .bind(component)
             .bind(job)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, job, e))?;
         decode_job(&row).map_err(|e| map(op, job, e))

@@ -20,7 +20,7 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::dialect::TableName;
-use crate::error::{Op, Retry, map};
+use crate::error::{Fail, Op, Retry, map};
 use crate::jobs::{JobKey, JobOutcome, JobRow, decide_lock, decide_unlock};
 use crate::mysql::refresh_json;
 use crate::store::{Decision, SlotRow, decide, micros_to_time, outcomes, ttl_micros};
@@ -213,17 +213,22 @@ enum Step {
 }
 
 impl LiteBackend {
+    /// A pooled connection; failing here means nothing was sent.
+    async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, Fail> {
+        self.pool.acquire().await.map_err(Fail::Connect)
+    }
     pub(crate) async fn migrate(&self) -> Result<()> {
         let op = Op::write(BACKEND, "migrate");
         self.retry
             .run(|| async {
-                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
                 for statement in &self.sql.migrate {
                     sqlx::query(AssertSqlSafe(statement.as_str()))
                         .execute(&mut *tx)
                         .await?;
                 }
-                tx.commit().await
+                Ok(tx.commit().await?)
             })
             .await
             .map_err(|e| map(op, "", e))
@@ -244,7 +249,8 @@ impl LiteBackend {
         let step = self
             .retry
             .run(|| async {
-                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
                 let rows = sqlx::query(q(&self.sql.read_slots))
                     .bind(resource)
                     .fetch_all(&mut *tx)
@@ -304,11 +310,14 @@ impl LiteBackend {
         let key = key.as_u128().to_be_bytes();
         let released: Option<i64> = self
             .retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query_scalar(q(&self.sql.release))
                     .bind(resource)
                     .bind(&key[..])
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map_err(|e| map(op, resource, e))?;
@@ -321,10 +330,13 @@ impl LiteBackend {
         let json = refresh_json(leases);
         let renewed: Vec<Vec<u8>> = self
             .retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query_scalar(q(&self.sql.refresh))
                     .bind(&json)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map_err(|e| map(op, label, e))?;
@@ -335,7 +347,7 @@ impl LiteBackend {
         let op = Op::read(BACKEND, "info");
         let rows = sqlx::query(q(&self.sql.info))
             .bind(resource)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, resource, e))?;
         let mut permits = 0;
@@ -352,7 +364,7 @@ impl LiteBackend {
         let op = Op::read(BACKEND, "read");
         let data: Option<Vec<u8>> = sqlx::query_scalar(q(&self.sql.read))
             .bind(resource)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, resource, e))?;
         Ok(data.map(Bytes::from))
@@ -362,7 +374,7 @@ impl LiteBackend {
         let op = Op::read(BACKEND, "list");
         sqlx::query_scalar(q(&self.sql.list))
             .bind(prefix)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, prefix, e))
     }
@@ -370,10 +382,13 @@ impl LiteBackend {
     pub(crate) async fn expire(&self, resource: &str) -> Result<u64> {
         let op = Op::write(BACKEND, "expire");
         self.retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query(q(&self.sql.expire))
                     .bind(resource)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map(|r| r.rows_affected())
@@ -391,7 +406,8 @@ impl LiteBackend {
         );
         self.retry
             .run(|| async {
-                let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+                let mut conn = self.conn().await?;
+                let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
                 if max.is_some() {
                     sqlx::query(q(&self.sql.job_create))
                         .bind(job.component)
@@ -447,12 +463,15 @@ impl LiteBackend {
     pub(crate) async fn job_enable(&self, component: &str, job: &str, enabled: bool) -> Result<()> {
         let op = Op::write(BACKEND, "job enable");
         self.retry
-            .run(|| {
+            .run(|| async {
+                let mut conn = self.conn().await?;
                 sqlx::query(q(&self.sql.job_enable))
                     .bind(component)
                     .bind(job)
                     .bind(enabled)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(Fail::from)
             })
             .await
             .map(|_| ())
@@ -464,7 +483,7 @@ impl LiteBackend {
         let row = sqlx::query(q(&self.sql.job_read))
             .bind(component)
             .bind(job)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await.map_err(|e| map(op, "", e))?)
             .await
             .map_err(|e| map(op, job, e))?;
         let (current, now_us) = match &row {
