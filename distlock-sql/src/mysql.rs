@@ -22,9 +22,12 @@
 //! random bits, so the row count *matched by that condition* is exactly "this
 //! key held an unexpired lease" (the `SET` always changes the key, so matched
 //! and changed rows agree with or without `CLIENT_FOUND_ROWS`).
-//! Refresh is one `UPDATE … JOIN JSON_TABLE(?)` for the whole batch, then one
-//! `SELECT` of the keys still live (a key live after the update was live at it,
-//! so it was renewed).
+//! Refresh is one `UPDATE … JOIN JSON_TABLE(?)` for the whole batch. Its row
+//! count is the number of leases whose `WHERE` (key held, unexpired) matched;
+//! keys are unique, so when it equals the batch size every lease was renewed
+//! (the usual case: one statement). Otherwise one `SELECT` of the keys still
+//! live tells which (a key live after the update was live at it, so renewed).
+//! A smaller count is never taken as a "no": only the keys decide.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -378,22 +381,32 @@ impl MyBackend {
         let op = Op::write(BACKEND, "refresh");
         let label = leases.first().map_or("", |l| l.resource);
         let json = refresh_json(leases);
-        let renewed: Vec<Vec<u8>> = self
+        let renewed: Option<Vec<Vec<u8>>> = self
             .retry
             .run(|| async {
                 let mut conn = self.conn().await?;
-                sqlx::query(q(&self.sql.refresh))
+                let matched = sqlx::query(q(&self.sql.refresh))
                     .bind(&json)
                     .execute(&mut *conn)
-                    .await?;
-                Ok(sqlx::query_scalar(q(&self.sql.refreshed))
-                    .bind(&json)
-                    .fetch_all(&mut *conn)
-                    .await?)
+                    .await?
+                    .rows_affected();
+                if usize::try_from(matched).is_ok_and(|m| m == leases.len()) {
+                    // Every lease matched the WHERE (key held, unexpired): all renewed.
+                    return Ok(None);
+                }
+                Ok(Some(
+                    sqlx::query_scalar(q(&self.sql.refreshed))
+                        .bind(&json)
+                        .fetch_all(&mut *conn)
+                        .await?,
+                ))
             })
             .await
             .map_err(|e| map(op, label, e))?;
-        Ok(outcomes(leases, &renewed))
+        Ok(match renewed {
+            None => vec![Refreshed::Renewed; leases.len()],
+            Some(renewed) => outcomes(leases, &renewed),
+        })
     }
 
     pub(crate) async fn info(&self, resource: &str) -> Result<Option<Info>> {
