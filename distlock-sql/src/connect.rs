@@ -259,6 +259,8 @@ impl SqlStore {
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections)
                     .acquire_timeout(options.acquire_timeout)
+                    .test_before_acquire(false)
+                    .before_acquire(ping_if_idle)
                     .connect_with(connect)
                     .await
                     .map_err(|e| connect_error(url, backend, e))?;
@@ -289,6 +291,7 @@ impl SqlStore {
                     .disable_statement_logging();
                 let mut pool = SqlitePoolOptions::new()
                     .max_connections(options.max_connections)
+                    .test_before_acquire(false)
                     .acquire_timeout(options.acquire_timeout.max(Duration::from_secs(10)));
                 if memory {
                     // One private database per connection: keep exactly one.
@@ -362,6 +365,8 @@ pub fn mysql_pool_options(options: &SqlOptions) -> MySqlPoolOptions {
     MySqlPoolOptions::new()
         .max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(ping_if_idle)
         .after_connect(|conn, _| {
             async move {
                 conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -371,6 +376,28 @@ pub fn mysql_pool_options(options: &SqlOptions) -> MySqlPoolOptions {
             }
             .boxed()
         })
+}
+
+/// How long a pooled connection may sit idle before it is pinged on its way
+/// out of the pool.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
+
+/// sqlx pings every connection it hands out (`test_before_acquire`): one
+/// extra round trip per lock operation. Ping only connections idle long
+/// enough to have been cut (server restart, proxy timeout); a connection found
+/// dead later fails its statement, which the caller sees as a transient error
+/// (and sqlx drops the connection).
+fn ping_if_idle<C: sqlx::Connection>(
+    conn: &mut C,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, Result<bool, sqlx::Error>> {
+    async move {
+        if meta.idle_for >= PING_AFTER_IDLE {
+            conn.ping().await?;
+        }
+        Ok(true)
+    }
+    .boxed()
 }
 
 /// Serves the SQL schemes through a [`Registry`](distlock_core::Registry).
