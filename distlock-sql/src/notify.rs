@@ -146,7 +146,20 @@ impl Shared {
     }
 }
 
+/// Marks the listener stopped however its task ends (a runtime shutting down
+/// drops it mid-await): waiters are woken, and the next subscriber starts a
+/// new task instead of trusting a dead one.
+struct RunGuard(Arc<Shared>);
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.0.set_listening(false);
+        self.0.started.store(false, Ordering::Release);
+    }
+}
+
 async fn run(shared: Arc<Shared>) {
+    let _guard = RunGuard(shared.clone());
     let mut pause = Duration::from_millis(50);
     while !shared.stopped.load(Ordering::Acquire) {
         let connected = async {
