@@ -9,13 +9,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use distlock_core::{Connector, Error, Locker, Result, redact_url};
 use futures_util::FutureExt;
-use sqlx::ConnectOptions;
-use sqlx::Executor;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{AssertSqlSafe, ConnectOptions, Executor};
 use url::Url;
 
 use crate::cockroach::COCKROACH;
@@ -41,7 +40,7 @@ pub const SCHEMES: &[&str] = &[
 pub const COCKROACH_PORT: u16 = 26257;
 
 /// How a [`SqlStore`] connects. Defaults: table [`DEFAULT_TABLE`](crate::DEFAULT_TABLE),
-/// 10 connections, 5 s to get one, dialect from the URL scheme.
+/// 10 connections, 5 s to get one, 30 s per call, dialect from the URL scheme.
 ///
 /// URL options (`?table=…&dialect=…&max_connections=…&migrate=…`) override
 /// these; every other option goes to sqlx (`sslmode`, `sslrootcert`,
@@ -59,6 +58,11 @@ pub struct SqlOptions {
     pub dialect: Option<Dialect>,
     /// Run [`SqlStore::migrate`] after connecting.
     pub migrate: bool,
+    /// Longest one store call may take before it fails (as
+    /// [`OutcomeUnknown`](Error::OutcomeUnknown) for writes, [`Unavailable`](Error::Unavailable)
+    /// for reads): a server that accepts connections but never answers must
+    /// not hang callers.
+    pub call_timeout: Duration,
 }
 
 impl Default for SqlOptions {
@@ -69,6 +73,7 @@ impl Default for SqlOptions {
             acquire_timeout: Duration::from_secs(5),
             dialect: None,
             migrate: false,
+            call_timeout: crate::store::DEFAULT_CALL_TIMEOUT,
         }
     }
 }
@@ -81,6 +86,7 @@ impl fmt::Debug for SqlOptions {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("dialect", &self.dialect)
             .field("migrate", &self.migrate)
+            .field("call_timeout", &self.call_timeout)
             .finish()
     }
 }
@@ -112,6 +118,12 @@ impl SqlOptions {
     /// Force a dialect.
     pub fn with_dialect(mut self, dialect: Dialect) -> Self {
         self.dialect = Some(dialect);
+        self
+    }
+
+    /// Set the longest time one store call may take.
+    pub fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
         self
     }
 
@@ -255,7 +267,15 @@ impl SqlStore {
                 {
                     connect = connect.port(COCKROACH_PORT);
                 }
-                let connect = connect.application_name("distlock");
+                let mut connect = connect.application_name("distlock");
+                if dialect == Dialect::Postgres {
+                    // The server gives up a little before the client does, so a
+                    // call that timed out was rolled back, not applied late.
+                    connect = connect.options([(
+                        "statement_timeout",
+                        format!("{}ms", server_timeout(options.call_timeout).as_millis()),
+                    )]);
+                }
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections)
                     .acquire_timeout(options.acquire_timeout)
@@ -308,6 +328,7 @@ impl SqlStore {
                 Self::from_sqlite_pool(pool, options.table.clone())
             }
         };
+        let store = store.with_call_timeout(options.call_timeout);
         if options.migrate {
             store.migrate().await?;
         }
@@ -360,22 +381,33 @@ impl SqlStore {
 
 /// Pool options for MySQL / MariaDB as [`SqlStore::connect`] uses them: each
 /// connection runs `READ COMMITTED` (no gap locks: acquires of different
-/// resources never block each other) in UTC.
+/// resources never block each other) in UTC, and waits for a row lock at most
+/// 90 % of the call timeout.
 pub fn mysql_pool_options(options: &SqlOptions) -> MySqlPoolOptions {
+    let lock_wait = server_timeout(options.call_timeout).as_secs().max(1);
     MySqlPoolOptions::new()
         .max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)
         .test_before_acquire(false)
         .before_acquire(ping_if_idle)
-        .after_connect(|conn, _| {
+        .after_connect(move |conn, _| {
             async move {
                 conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                     .await?;
                 conn.execute("SET time_zone = '+00:00'").await?;
+                conn.execute(AssertSqlSafe(format!(
+                    "SET SESSION innodb_lock_wait_timeout = {lock_wait}"
+                )))
+                .await?;
                 Ok(())
             }
             .boxed()
         })
+}
+
+/// The server-side bound on a statement: 90 % of the client's call timeout.
+fn server_timeout(call_timeout: Duration) -> Duration {
+    (call_timeout * 9 / 10).max(Duration::from_millis(1))
 }
 
 /// How long a pooled connection may sit idle before it is pinged on its way

@@ -104,6 +104,12 @@ pub(crate) fn map(op: Op, resource: &str, error: impl Into<Fail>) -> Error {
                 Some(SERIALIZATION_FAILURE | DEADLOCK_DETECTED) => {
                     Error::unavailable(op.backend, error)
                 }
+                // statement_timeout: the statement was rolled back.
+                Some("57014") => Error::unavailable(op.backend, error),
+                // MySQL 1205 (HY000): the statement was rolled back.
+                _ if db.message().contains("Lock wait timeout exceeded") => {
+                    Error::unavailable(op.backend, error)
+                }
                 // Connection exceptions, operator intervention (shutdown), lock
                 // wait timeouts (MySQL 1205 is HY000; PostgreSQL 55P03).
                 Some(code)

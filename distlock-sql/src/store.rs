@@ -1,6 +1,7 @@
 //! [`SqlStore`]: the [`Store`] over any of the four dialects.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,6 +20,9 @@ use crate::sqlite::LiteBackend;
 /// How often one acquire retries at once after losing a race to a concurrent
 /// grant (PostgreSQL/CockroachDB compare-and-set), before answering "held".
 pub(crate) const RACE_RETRIES: usize = 8;
+
+/// Default longest time one store call may take ([`SqlOptions::call_timeout`](crate::SqlOptions::call_timeout)).
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Shortest TTL: a lease must outlive a few round trips to a loaded server.
 pub const MIN_TTL: Duration = Duration::from_millis(100);
@@ -42,6 +46,9 @@ pub(crate) struct Inner {
     pub(crate) backend: Backend,
     /// PostgreSQL only: the LISTEN connection that wakes waiters.
     pub(crate) listener: Option<Listener>,
+    /// Longest one store call may take (a server that accepts connections but
+    /// never answers must not hang a caller).
+    pub(crate) call_timeout: Duration,
 }
 
 pub(crate) enum Backend {
@@ -84,7 +91,47 @@ impl SqlStore {
                 dialect,
                 backend,
                 listener,
+                call_timeout: DEFAULT_CALL_TIMEOUT,
             }),
+        }
+    }
+
+    /// The same store with another bound on each call (default
+    /// [`DEFAULT_CALL_TIMEOUT`]); only before the store is shared.
+    pub(crate) fn with_call_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.call_timeout = timeout;
+        }
+        self
+    }
+
+    /// Run one store call within the call timeout.
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        resource: &str,
+        writes: bool,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.inner.call_timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                let message = format!(
+                    "no answer within {:?} (the server accepted the connection but did not reply)",
+                    self.inner.call_timeout
+                );
+                let backend = self.inner.dialect.backend();
+                Err(if writes {
+                    distlock_core::Error::OutcomeUnknown {
+                        backend,
+                        operation,
+                        resource: resource.to_owned(),
+                        source: message.into(),
+                    }
+                } else {
+                    distlock_core::Error::unavailable(backend, message)
+                })
+            }
         }
     }
 
@@ -185,6 +232,46 @@ impl Store for SqlStore {
     }
 
     async fn acquire(&self, r: &AcquireRequest<'_>) -> Result<Acquired> {
+        self.bounded("acquire", r.resource, true, self.acquire_now(r))
+            .await
+    }
+
+    async fn refresh(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
+        let label = leases.first().map_or("", |l| l.resource);
+        self.bounded("refresh", label, true, self.refresh_now(leases))
+            .await
+    }
+
+    async fn release(&self, resource: &str, key: LeaseKey) -> Result<bool> {
+        self.bounded("release", resource, true, self.release_now(resource, key))
+            .await
+    }
+
+    async fn info(&self, resource: &str) -> Result<Option<Info>> {
+        self.bounded("info", resource, false, self.info_now(resource))
+            .await
+    }
+
+    async fn read(&self, resource: &str) -> Result<Option<Bytes>> {
+        self.bounded("read", resource, false, self.read_now(resource))
+            .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.bounded("list", prefix, false, self.list_now(prefix))
+            .await
+    }
+
+    async fn subscribe(&self, resource: &str) -> Result<Option<Wakeup>> {
+        match &self.inner.listener {
+            Some(listener) => listener.subscribe(resource).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl SqlStore {
+    async fn acquire_now(&self, r: &AcquireRequest<'_>) -> Result<Acquired> {
         match &self.inner.backend {
             Backend::Pg(b) => {
                 b.acquire(r.resource, r.key, r.ttl, r.permits, r.owner, r.data)
@@ -201,7 +288,7 @@ impl Store for SqlStore {
         }
     }
 
-    async fn refresh(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
+    async fn refresh_now(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
@@ -212,7 +299,7 @@ impl Store for SqlStore {
         }
     }
 
-    async fn release(&self, resource: &str, key: LeaseKey) -> Result<bool> {
+    async fn release_now(&self, resource: &str, key: LeaseKey) -> Result<bool> {
         match &self.inner.backend {
             Backend::Pg(b) => b.release(resource, key).await,
             Backend::MySql(b) => b.release(resource, key).await,
@@ -220,7 +307,7 @@ impl Store for SqlStore {
         }
     }
 
-    async fn info(&self, resource: &str) -> Result<Option<Info>> {
+    async fn info_now(&self, resource: &str) -> Result<Option<Info>> {
         match &self.inner.backend {
             Backend::Pg(b) => b.info(resource).await,
             Backend::MySql(b) => b.info(resource).await,
@@ -228,7 +315,7 @@ impl Store for SqlStore {
         }
     }
 
-    async fn read(&self, resource: &str) -> Result<Option<Bytes>> {
+    async fn read_now(&self, resource: &str) -> Result<Option<Bytes>> {
         match &self.inner.backend {
             Backend::Pg(b) => b.read(resource).await,
             Backend::MySql(b) => b.read(resource).await,
@@ -236,18 +323,11 @@ impl Store for SqlStore {
         }
     }
 
-    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list_now(&self, prefix: &str) -> Result<Vec<String>> {
         match &self.inner.backend {
             Backend::Pg(b) => b.list(prefix).await,
             Backend::MySql(b) => b.list(prefix).await,
             Backend::Sqlite(b) => b.list(prefix).await,
-        }
-    }
-
-    async fn subscribe(&self, resource: &str) -> Result<Option<Wakeup>> {
-        match &self.inner.listener {
-            Some(listener) => listener.subscribe(resource).await.map(Some),
-            None => Ok(None),
         }
     }
 }
