@@ -1,7 +1,7 @@
 //! What the example programs share: picking the backend from `DISTLOCK_URL`.
 //!
 //! Every example runs on whichever backend the URL names (default `memory://`),
-//! among those this build has (features `memory`, `redis`, `etcd`, …).
+//! among those this build has (features `memory`, `redis`, `etcd`, `sql`, …).
 //!
 //! The project README follows; its code is compiled as this crate's doc tests.
 #![doc = include_str!("../../README.md")]
@@ -21,6 +21,8 @@ pub fn registry() -> Registry {
     let registry = registry.with(distlock_redis::RedisConnector);
     #[cfg(feature = "etcd")]
     let registry = registry.with(distlock_etcd::EtcdConnector);
+    #[cfg(feature = "sql")]
+    let registry = registry.with(distlock_sql::SqlConnector);
     registry
 }
 

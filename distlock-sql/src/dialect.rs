@@ -1,0 +1,203 @@
+//! The databases served, and the validated table name every statement uses.
+
+use std::fmt;
+
+use distlock_core::{Error, Result};
+
+/// A database flavour: decides the SQL this crate emits.
+///
+/// Every dialect uses the same three tables (see the crate docs); what differs
+/// is how one acquire is expressed:
+///
+/// | dialect | acquire | clock |
+/// |---|---|---|
+/// | [`Postgres`](Dialect::Postgres) | one statement (CTE: snapshot, compare-and-set of the token row, `INSERT … ON CONFLICT … DO UPDATE … WHERE free … RETURNING`) | `clock_timestamp()` |
+/// | [`Cockroach`](Dialect::Cockroach) | the same statement, 40001 retried | `clock_timestamp()` |
+/// | [`MySql`](Dialect::MySql) | one transaction: locking read, decide, write, commit | `SYSDATE(6)` |
+/// | [`Sqlite`](Dialect::Sqlite) | one `BEGIN IMMEDIATE` transaction (single writer) | `unixepoch('subsec')` |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// PostgreSQL 12 or later.
+    Postgres,
+    /// CockroachDB (PostgreSQL wire protocol, always `SERIALIZABLE`, no
+    /// advisory locks, no LISTEN/NOTIFY).
+    Cockroach,
+    /// MySQL 8.0.4+ or MariaDB 10.6+ (`JSON_TABLE`).
+    MySql,
+    /// SQLite 3.42+ (bundled), a file shared by the processes of one host.
+    Sqlite,
+}
+
+impl Dialect {
+    /// The backend name used in errors, traces and [`Capabilities`](distlock_core::Capabilities).
+    pub fn backend(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "postgres",
+            Dialect::Cockroach => "cockroach",
+            Dialect::MySql => "mysql",
+            Dialect::Sqlite => "sqlite",
+        }
+    }
+}
+
+impl fmt::Display for Dialect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.backend())
+    }
+}
+
+/// The default base name of the lock tables.
+pub const DEFAULT_TABLE: &str = "distlock";
+
+/// Longest accepted table base name (PostgreSQL cuts identifiers at 63 bytes;
+/// the longest suffix added is `_tokens`).
+pub const MAX_TABLE_LEN: usize = 48;
+
+/// A validated table base name: `[a-z_][a-z0-9_]*`, optionally qualified by one
+/// schema (`schema.name`), at most [`MAX_TABLE_LEN`] bytes. The crate creates
+/// `NAME` (lease slots), `NAME_tokens` (fencing counters) and `NAME_jobs` (job
+/// locks). Names are checked here because they are spliced into SQL text:
+/// nothing else ever is.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TableName(String);
+
+impl TableName {
+    /// Check and wrap a table base name.
+    ///
+    /// # Errors
+    /// [`InvalidArgument`](Error::InvalidArgument) (`table`) naming the rule broken.
+    pub fn new(name: &str) -> Result<Self> {
+        let invalid = |reason: String| Error::invalid("table", reason);
+        if name.is_empty() || name.len() > MAX_TABLE_LEN {
+            return Err(invalid(format!(
+                "`{}` must be 1..={MAX_TABLE_LEN} bytes",
+                name.escape_debug()
+            )));
+        }
+        let parts: Vec<&str> = name.split('.').collect();
+        if parts.len() > 2 {
+            return Err(invalid(format!(
+                "`{}` has more than one `.`; use `name` or `schema.name`",
+                name.escape_debug()
+            )));
+        }
+        for part in &parts {
+            let mut chars = part.chars();
+            let first_ok = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+            if !first_ok || !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(invalid(format!(
+                    "`{}` must be lowercase ASCII letters, digits and `_`, not starting with a \
+                     digit (optionally `schema.name`)",
+                    name.escape_debug()
+                )));
+            }
+        }
+        Ok(TableName(name.to_owned()))
+    }
+
+    /// The base name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The base name with a suffix (`_tokens`, `_jobs`).
+    pub(crate) fn with(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.0)
+    }
+}
+
+impl Default for TableName {
+    fn default() -> Self {
+        TableName(DEFAULT_TABLE.to_owned())
+    }
+}
+
+impl fmt::Debug for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TableName({})", self.0)
+    }
+}
+
+impl fmt::Display for TableName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Escape a `list` prefix for `LIKE … ESCAPE '!'`.
+pub(crate) fn like_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '!' | '%' | '_') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A JSON string literal (for the batched refresh of MySQL and SQLite).
+pub(crate) fn json_string(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_validated() {
+        for good in ["distlock", "a", "_x9", "app.locks", "s_1.t_2"] {
+            assert!(TableName::new(good).is_ok(), "{good}");
+        }
+        let long = "x".repeat(MAX_TABLE_LEN + 1);
+        for bad in [
+            "",
+            "Locks",
+            "9lives",
+            "a-b",
+            "a;drop table x",
+            "a.b.c",
+            ".a",
+            "a.",
+            "\"q\"",
+            "tab le",
+            long.as_str(),
+        ] {
+            assert!(
+                matches!(
+                    TableName::new(bad),
+                    Err(Error::InvalidArgument { what: "table", .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn like_prefix_escapes_wildcards() {
+        assert_eq!(like_prefix("a_b%c!d"), "a!_b!%c!!d%");
+        assert_eq!(like_prefix(""), "%");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut s = String::new();
+        json_string(&mut s, "a\"b\\c\u{1}ü");
+        assert_eq!(s, "\"a\\\"b\\\\c\\u0001ü\"");
+    }
+}

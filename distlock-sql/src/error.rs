@@ -1,0 +1,209 @@
+//! Mapping sqlx errors to [`distlock_core::Error`] by meaning, and the retry
+//! of serialization failures.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use distlock_core::Error;
+
+/// SQLSTATE of a serialization failure (PostgreSQL under `SERIALIZABLE`,
+/// CockroachDB always, MySQL/MariaDB deadlocks).
+pub(crate) const SERIALIZATION_FAILURE: &str = "40001";
+/// SQLSTATE of a detected deadlock (PostgreSQL).
+const DEADLOCK_DETECTED: &str = "40P01";
+
+/// Which call failed: decides whether a broken connection leaves the outcome
+/// unknown (a write) or simply unavailable (a read).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Op {
+    pub(crate) backend: &'static str,
+    pub(crate) name: &'static str,
+    /// The call changes the store (acquire, refresh, release, job writes).
+    pub(crate) writes: bool,
+}
+
+impl Op {
+    pub(crate) fn read(backend: &'static str, name: &'static str) -> Self {
+        Op {
+            backend,
+            name,
+            writes: false,
+        }
+    }
+
+    pub(crate) fn write(backend: &'static str, name: &'static str) -> Self {
+        Op {
+            backend,
+            name,
+            writes: true,
+        }
+    }
+}
+
+/// A failed call, split by phase: getting a connection (nothing was sent) or
+/// running statements on it.
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// No connection could be had: nothing was sent.
+    Connect(sqlx::Error),
+    /// A statement failed (it may have been applied).
+    Run(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Fail {
+    fn from(error: sqlx::Error) -> Self {
+        Fail::Run(error)
+    }
+}
+
+/// Whether the error is a serialization conflict that a retry of the same
+/// statement (or transaction) resolves.
+pub(crate) fn is_retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => matches!(
+            db.code().as_deref(),
+            Some(SERIALIZATION_FAILURE | DEADLOCK_DETECTED)
+        ),
+        _ => false,
+    }
+}
+
+/// Map an error of a call that already had a connection.
+///
+/// - no connection could be had (pool timeout, connect refused): `Unavailable`;
+/// - the connection broke while the request was out: `OutcomeUnknown` for
+///   writes, `Unavailable` for reads;
+/// - serialization conflicts that outlived the retries: `Unavailable` (transient);
+/// - any other answer from the server (missing table, permission): `Store`.
+pub(crate) fn map(op: Op, resource: &str, error: impl Into<Fail>) -> Error {
+    use sqlx::Error as E;
+    let error = match error.into() {
+        Fail::Connect(error) => return Error::unavailable(op.backend, error),
+        Fail::Run(error) => error,
+    };
+    match error {
+        E::PoolTimedOut | E::PoolClosed | E::Tls(_) | E::WorkerCrashed => {
+            Error::unavailable(op.backend, error)
+        }
+        E::Io(_) | E::Protocol(_) | E::BeginFailed => {
+            if op.writes {
+                Error::OutcomeUnknown {
+                    backend: op.backend,
+                    operation: op.name,
+                    resource: resource.to_owned(),
+                    source: Box::new(error),
+                }
+            } else {
+                Error::unavailable(op.backend, error)
+            }
+        }
+        E::Database(ref db) => {
+            let code = db.code();
+            match code.as_deref() {
+                Some(SERIALIZATION_FAILURE | DEADLOCK_DETECTED) => {
+                    Error::unavailable(op.backend, error)
+                }
+                // statement_timeout: the statement was rolled back.
+                Some("57014") => Error::unavailable(op.backend, error),
+                // MySQL 1205 (HY000): the statement was rolled back.
+                _ if db.message().contains("Lock wait timeout exceeded") => {
+                    Error::unavailable(op.backend, error)
+                }
+                // Connection exceptions, operator intervention (shutdown), lock
+                // wait timeouts (MySQL 1205 is HY000; PostgreSQL 55P03).
+                Some(code)
+                    if code.starts_with("08") || code.starts_with("57") || code == "55P03" =>
+                {
+                    if op.writes {
+                        Error::OutcomeUnknown {
+                            backend: op.backend,
+                            operation: op.name,
+                            resource: resource.to_owned(),
+                            source: Box::new(error),
+                        }
+                    } else {
+                        Error::unavailable(op.backend, error)
+                    }
+                }
+                // PostgreSQL undefined_table, MySQL ER_NO_SUCH_TABLE, SQLite "no such table".
+                Some("42P01" | "42S02") => Error::store(
+                    op.backend,
+                    format!(
+                        "{}; call SqlStore::migrate() once to create the lock tables",
+                        db
+                    ),
+                ),
+                _ if db.message().contains("no such table") => Error::store(
+                    op.backend,
+                    format!(
+                        "{}; call SqlStore::migrate() once to create the lock tables",
+                        db
+                    ),
+                ),
+                _ if db.message().contains("database is locked") => {
+                    Error::unavailable(op.backend, error)
+                }
+                _ => Error::store(op.backend, error),
+            }
+        }
+        other => Error::store(op.backend, other),
+    }
+}
+
+/// Retries of serialization failures (SQLSTATE 40001): exponential backoff with
+/// jitter, bounded in count. Shared by every dialect (CockroachDB needs it on any
+/// contention; PostgreSQL under `SERIALIZABLE`; MySQL deadlocks use the same code).
+#[derive(Debug)]
+pub(crate) struct Retry {
+    /// Attempts in all (the first plus retries).
+    pub(crate) attempts: u32,
+    /// First pause; doubled each time, drawn from [half, full].
+    pub(crate) first_pause: Duration,
+    /// Longest pause.
+    pub(crate) max_pause: Duration,
+    /// Retries made so far (for tests and benchmarks).
+    pub(crate) retries: AtomicU64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 12,
+            first_pause: Duration::from_millis(1),
+            max_pause: Duration::from_millis(200),
+            retries: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Retry {
+    /// Run `attempt` until it succeeds, fails with a non-retryable error, or the
+    /// attempts run out (the last error is returned).
+    pub(crate) async fn run<T, F, Fut>(&self, mut attempt: F) -> Result<T, Fail>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Fail>>,
+    {
+        let mut pause = self.first_pause;
+        let mut tries = 1;
+        loop {
+            match attempt().await {
+                Err(Fail::Run(error)) if is_retryable(&error) && tries < self.attempts => {
+                    tries += 1;
+                    self.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%error, tries, "serialization conflict; retrying");
+                    let nanos = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
+                    let jittered = Duration::from_nanos(nanos / 2 + fastrand::u64(0..=nanos / 2));
+                    tokio::time::sleep(jittered).await;
+                    pause = (pause * 2).min(self.max_pause);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+}
