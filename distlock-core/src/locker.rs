@@ -210,8 +210,9 @@ impl Background {
 
     /// Leases due for renewal (marked in flight), and when the next one is due.
     ///
-    /// Leases due within a quarter of their interval are renewed now, so leases
-    /// taken at different moments fall into the same batch after one round.
+    /// Leases due within half of their interval are renewed now (a little
+    /// early), so leases taken at different moments fall into one batch after
+    /// the first round and stay there: one store call per interval.
     fn scan(&self, now: Instant) -> (Vec<Arc<LeaseState>>, Option<Instant>) {
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
@@ -228,7 +229,7 @@ impl Background {
             }
             let interval = lease.interval.unwrap_or(lease.ttl / 3);
             let due_at = lease.next_due();
-            if due_at <= now + interval / 4 {
+            if due_at <= now + interval / 2 {
                 lease.in_flight.store(true, Ordering::Release);
                 due.push(lease.clone());
             } else {
