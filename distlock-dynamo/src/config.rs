@@ -117,6 +117,9 @@ pub struct DynamoConfig {
     /// emulators whose transactions are slow (moto copies the whole table for
     /// every transaction, so its cost grows with the table).
     pub batch_refresh: bool,
+    /// Items a `Scan` page evaluates (listing pages through the table; default
+    /// 1,000, and DynamoDB ends a page at 1 MB in any case).
+    pub scan_page_size: u32,
     /// The wall clock leases are stamped with (default [`SystemClock`]).
     pub clock: Arc<dyn Clock>,
 }
@@ -137,6 +140,7 @@ impl fmt::Debug for DynamoConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("attempt_timeout", &self.attempt_timeout)
             .field("batch_refresh", &self.batch_refresh)
+            .field("scan_page_size", &self.scan_page_size)
             .field("clock", &self.clock)
             .finish()
     }
@@ -156,6 +160,7 @@ impl DynamoConfig {
             connect_timeout: Duration::from_secs(3),
             attempt_timeout: Duration::from_secs(10),
             batch_refresh: true,
+            scan_page_size: 1000,
             clock: Arc::new(SystemClock),
         }
     }
@@ -211,6 +216,12 @@ impl DynamoConfig {
     /// Renew many leases per transaction (`true`, the default) or one by one.
     pub fn with_batch_refresh(mut self, batch: bool) -> Self {
         self.batch_refresh = batch;
+        self
+    }
+
+    /// Set the items per `Scan` page.
+    pub fn with_scan_page_size(mut self, items: u32) -> Self {
+        self.scan_page_size = items;
         self
     }
 
@@ -299,6 +310,9 @@ impl DynamoConfig {
                 "max attempts",
                 format!("{} is outside 1..=10", self.max_attempts),
             ));
+        }
+        if self.scan_page_size == 0 {
+            return Err(Error::invalid("scan page size", "must be at least 1"));
         }
         if self.connect_timeout.is_zero() || self.attempt_timeout.is_zero() {
             return Err(Error::invalid("timeout", "timeouts must be above zero"));

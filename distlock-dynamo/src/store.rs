@@ -529,6 +529,7 @@ impl DynamoStore {
                 .scan()
                 .table_name(self.table())
                 .consistent_read(true)
+                .limit(i32::try_from(self.inner.config.scan_page_size).unwrap_or(i32::MAX))
                 .projection_expression(projection)
                 .set_filter_expression((!filters.is_empty()).then(|| filters.join(" AND ")))
                 .set_expression_attribute_names(Some(names(&pairs)))
