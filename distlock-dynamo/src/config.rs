@@ -59,7 +59,8 @@ impl Clock for SkewedClock {
         if self.ahead {
             now.checked_add(self.offset).unwrap_or(now)
         } else {
-            now.checked_sub(self.offset).unwrap_or(SystemTime::UNIX_EPOCH)
+            now.checked_sub(self.offset)
+                .unwrap_or(SystemTime::UNIX_EPOCH)
         }
     }
 }
@@ -255,17 +256,16 @@ impl DynamoConfig {
                 ),
             ));
         }
-        if let Some(region) = &self.region {
-            if region.is_empty()
+        if let Some(region) = &self.region
+            && (region.is_empty()
                 || !region
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
-            {
-                return Err(Error::invalid(
-                    "region",
-                    format!("`{region}` is not a region name such as us-east-1"),
-                ));
-            }
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(Error::invalid(
+                "region",
+                format!("`{region}` is not a region name such as us-east-1"),
+            ));
         }
         if let Some(endpoint) = &self.endpoint {
             match url::Url::parse(endpoint) {
@@ -356,7 +356,10 @@ mod tests {
                 DynamoConfig::new("ok_table").with_hash_key("dl_holders"),
                 "hash key",
             ),
-            (DynamoConfig::new("ok_table").with_region("us east"), "region"),
+            (
+                DynamoConfig::new("ok_table").with_region("us east"),
+                "region",
+            ),
             (
                 DynamoConfig::new("ok_table").with_endpoint("ftp://x"),
                 "endpoint",

@@ -44,7 +44,9 @@ impl DynamoConnector {
             reason,
         };
         if !SCHEMES.contains(&url.scheme()) {
-            return Err(invalid("the DynamoDB backend serves dynamodb:// only".into()));
+            return Err(invalid(
+                "the DynamoDB backend serves dynamodb:// only".into(),
+            ));
         }
         if url.password().is_some() || !url.username().is_empty() {
             return Err(invalid(

@@ -269,7 +269,12 @@ mod tests {
         assert_eq!(snap.holder("k1").unwrap().data, Bytes::from("x"));
         assert_eq!(snap.holder("k2").unwrap().token, 7);
         assert_eq!(snap.holder("k2").unwrap().owner, "");
-        assert_eq!(snap.extra.len(), 1, "only the user's attribute: {:?}", snap.extra);
+        assert_eq!(
+            snap.extra.len(),
+            1,
+            "only the user's attribute: {:?}",
+            snap.extra
+        );
         assert_eq!(snap.live(55, 0).len(), 1);
         assert_eq!(snap.live(55, 10).len(), 2);
         assert_eq!(snap.live(55, 10)[0].token, 7, "oldest token first");

@@ -215,8 +215,7 @@ impl LeaseStore {
 
     fn check_attributes(&self, attributes: &HashMap<String, AttributeValue>) -> LeaseResult<()> {
         for name in attributes.keys() {
-            if item::is_reserved(name) || name == &self.store.config().hash_key || name.is_empty()
-            {
+            if item::is_reserved(name) || name == &self.store.config().hash_key || name.is_empty() {
                 return Err(Error::invalid(
                     "attribute",
                     format!(
@@ -483,8 +482,8 @@ impl LeaseStore {
                 .await;
             match answer {
                 Ok(_) => created += 1,
-                Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                }
+                Err(SdkError::ServiceError(e))
+                    if e.err().is_conditional_check_failed_exception() => {}
                 Err(e) => {
                     let op = Op {
                         name: "add lease",

@@ -23,49 +23,52 @@
 //!
 //! # Design
 //!
-//! **One item per resource, one request per operation.** The item (layout in
-//! the table below) keeps every holder of the resource in a map keyed by lease
-//! key, so refresh and release, which only know `(resource, key)`, address
-//! their lease directly (`dl_holders.#key`) without knowing whether the
-//! resource is a mutex or a semaphore. Flat attributes for a mutex would save
-//! a few bytes but would need two layouts and therefore two code paths, or
-//! two requests, for every refresh and release. Each operation is one
-//! `UpdateItem` with a condition:
+//! **One item per resource, one request per operation.** The item keeps every
+//! holder of the resource in a map keyed by lease key, so refresh and release,
+//! which only know `(resource, key)`, address their lease directly
+//! (`dl_holders.#key`) without knowing whether the resource is a mutex or a
+//! semaphore. Flat attributes for a mutex would save a few bytes but need two
+//! layouts, hence two code paths or two requests for every refresh and
+//! release. Each operation is one conditional write:
 //!
-//! - acquire, mutex: replace the holder map with ours if it is empty or (item
-//!   level `dl_expires`, kept equal to the sole holder's expiry) the holder
-//!   expired, incrementing `dl_fence` in the same write; `UPDATED_NEW` returns
-//!   the new token.
-//! - acquire, semaphore: add our entry if `size(dl_holders) < permits`.
-//! - when that condition fails, DynamoDB returns the item
+//! - acquire, mutex: one `PutItem` of the whole item, if nobody holds it or
+//!   its holder expired (item-level `dl_expires` is the sole holder's expiry),
+//!   and if the new token is above `dl_fence`;
+//! - acquire, semaphore: one `UpdateItem` adding our entry if
+//!   `size(dl_holders) < permits`;
+//! - when the condition fails, DynamoDB returns the item
 //!   (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so "held", `SizeMismatch`
-//!   and "retry after" need no read. Only if the item says the grant is
-//!   possible anyway (expired semaphore holders, first use of a semaphore) is
-//!   a second write sent: the whole holder set, conditioned on the record
-//!   version `dl_rvn` it was computed from (optimistic concurrency).
-//! - refresh: `SET dl_holders.#key.e` if that entry exists and has not expired.
-//! - release: `REMOVE dl_holders.#key` if it exists; `UPDATED_OLD` says
-//!   whether it had expired.
+//!   and "retry after" need no read. Only if the item shows the grant is
+//!   possible anyway (expired semaphore holders, first use of a semaphore, a
+//!   token race) is a second write sent: the whole holder set, conditioned on
+//!   the record version `dl_rvn` and holder count it was computed from
+//!   (optimistic concurrency);
+//! - refresh: `SET dl_holders.#key.e` if that entry exists and has not expired;
+//! - release: `REMOVE dl_holders.#key` if it exists; `UPDATED_OLD` tells
+//!   whether it had expired. The item stays.
 //! - info, read: one consistent `GetItem`; list: a consistent, paginated `Scan`.
 //!
 //! | attribute | meaning |
 //! |---|---|
 //! | hash key (`id`, S) | resource name |
-//! | `dl_holders` (M) | lease key → `{o: owner, a: acquired ms, e: expires ms, d: data}` |
-//! | `dl_tokens` (M) | lease key → token (a mutex holder's token is `dl_fence`) |
+//! | `dl_holders` (M) | lease key → `{t: token, o: owner, a: acquired ms, e: expires ms, d: data}` |
 //! | `dl_fence` (N) | last token granted |
 //! | `dl_permits` (N), `dl_expires` (N), `dl_rvn` (S) | size, last expiry, record version |
 //! | `dl_ttl` (N) | epoch seconds for DynamoDB's TTL |
+//! | `dl_attrs` (BOOL) | the item has user attributes: never replaced whole |
 //!
-//! Other attributes are the user's (seed 003's extra attributes).
+//! Other attributes are the user's (seed 003's extra attributes; an item that
+//! has them is only ever updated, never put whole).
 //!
-//! **Fencing tokens** come from `dl_fence`, incremented in the write that
-//! grants. Items are kept on release, so tokens never reset. A resource's
-//! first token is the creating client's clock in microseconds since 1970, so
-//! that even an item deleted by DynamoDB's TTL (after [`DynamoConfig::retention`],
-//! 7 days, unused) or by an operator starts again above every token it gave
-//! out: one item accepts at most a few thousand writes per second, far below
-//! one per microsecond.
+//! **Fencing tokens** are the granting client's clock in microseconds since
+//! 1970, written only if greater than `dl_fence` (the condition makes them
+//! strictly increasing whatever the clocks say; a client whose clock is behind
+//! the last token takes `dl_fence + 1` in the second write). Items are kept on
+//! release, and because tokens follow the clock, even an item deleted by
+//! DynamoDB's TTL (after [`DynamoConfig::retention`], 7 days unused) or by an
+//! operator starts again above every token it gave out. Computing the token on
+//! the client is also what lets a mutex grant be a single `PutItem` (no
+//! `fence + 1` arithmetic) and puts the token inside the holder's entry.
 //!
 //! **Clock: absolute expiry plus a skew allowance.** DynamoDB conditions have
 //! no server clock, so each client stamps expiries with its own wall clock

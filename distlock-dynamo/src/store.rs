@@ -14,8 +14,8 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
-    TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
+    TimeToLiveStatus, TransactWriteItem, Update,
 };
 use bytes::Bytes;
 use distlock_core::{
@@ -515,11 +515,7 @@ impl DynamoStore {
             values.insert(":zero".to_owned(), n(0));
             pairs.push(("#h", HOLDERS));
         }
-        let projection = if held_only {
-            "#pk, #h"
-        } else {
-            "#pk"
-        };
+        let projection = if held_only { "#pk, #h" } else { "#pk" };
         let now_ms = self.now_ms();
         let mut ids = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
@@ -607,9 +603,7 @@ impl DynamoStore {
                 // of failing the condition. Treat it as "look again".
                 other
                     if other.code() == Some("ValidationException")
-                        && other
-                            .message()
-                            .is_some_and(|m| m.contains("document path")) =>
+                        && other.message().is_some_and(|m| m.contains("document path")) =>
                 {
                     return WriteError::Condition(None);
                 }
@@ -644,7 +638,10 @@ impl DynamoStore {
             record.insert(RVN.to_owned(), new_rvn());
             record.insert(TTL.to_owned(), self.ttl_value(now_ms));
             values.insert(":one".to_owned(), n(1));
-            values.insert(":stale".to_owned(), n(now_ms.saturating_sub(self.skew_ms())));
+            values.insert(
+                ":stale".to_owned(),
+                n(now_ms.saturating_sub(self.skew_ms())),
+            );
             let answer = self
                 .client()
                 .put_item()
@@ -662,7 +659,9 @@ impl DynamoStore {
                     ("#a", ATTRS),
                 ])))
                 .set_expression_attribute_values(Some(values))
-                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await;
             return match answer {
@@ -702,10 +701,10 @@ impl DynamoStore {
     where
         R: fmt::Debug + Send + Sync + 'static,
     {
-        if let SdkError::ServiceError(service) = &error {
-            if let PutItemError::ConditionalCheckFailedException(failed) = service.err() {
-                return WriteError::Condition(failed.item.clone());
-            }
+        if let SdkError::ServiceError(service) = &error
+            && let PutItemError::ConditionalCheckFailedException(failed) = service.err()
+        {
+            return WriteError::Condition(failed.item.clone());
         }
         WriteError::Other(map_sdk(op, error))
     }
@@ -720,14 +719,14 @@ impl DynamoStore {
         now_ms: i64,
     ) -> Result<std::result::Result<Outcome, Option<HashMap<String, AttributeValue>>>> {
         // Our own key already holds it: an answer lost and retried.
-        if let Some(mine) = snapshot.holder(&want.key) {
-            if mine.expires_ms > now_ms {
-                return Ok(Ok(Outcome::Granted {
-                    token: mine.token,
-                    expires_ms: mine.expires_ms,
-                    item: None,
-                }));
-            }
+        if let Some(mine) = snapshot.holder(&want.key)
+            && mine.expires_ms > now_ms
+        {
+            return Ok(Ok(Outcome::Granted {
+                token: mine.token,
+                expires_ms: mine.expires_ms,
+                item: None,
+            }));
         }
         let live: Vec<&item::Entry> = snapshot
             .live(now_ms, self.skew_ms())
@@ -894,10 +893,8 @@ impl DynamoStore {
             ReturnValue::None
         };
         let op = self.op("refresh", resource, true);
-        self.update(
-            op, expression, condition, names, values, returns, want_item,
-        )
-        .await
+        self.update(op, expression, condition, names, values, returns, want_item)
+            .await
     }
 
     fn refresh_parts(

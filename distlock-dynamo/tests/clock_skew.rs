@@ -70,7 +70,11 @@ async fn taker_ahead_by_the_allowance_waits_for_the_lost_signal() {
     let Some(t) = takeover(SystemClock, SkewedClock::ahead(A)).await else {
         return;
     };
-    assert!(t.lost_first, "granted {:?} after the holder, before its lost signal", t.after);
+    assert!(
+        t.lost_first,
+        "granted {:?} after the holder, before its lost signal",
+        t.after
+    );
     finish(t).await;
 }
 
@@ -80,7 +84,11 @@ async fn holder_behind_by_one_and_a_half_allowances_is_still_safe() {
     let Some(t) = takeover(SkewedClock::behind(A * 3 / 2), SystemClock).await else {
         return;
     };
-    assert!(t.lost_first, "granted {:?} after the holder, before its lost signal", t.after);
+    assert!(
+        t.lost_first,
+        "granted {:?} after the holder, before its lost signal",
+        t.after
+    );
     finish(t).await;
 }
 

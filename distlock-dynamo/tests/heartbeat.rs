@@ -70,7 +70,10 @@ async fn background_refresh_sends_one_transaction_per_hundred_leases() {
         .buffer_unordered(16)
         .collect()
         .await;
-    assert!(released.iter().all(Result::is_ok), "every release confirmed");
+    assert!(
+        released.iter().all(Result::is_ok),
+        "every release confirmed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,7 +145,10 @@ async fn permits_of_one_resource_go_to_separate_transactions() {
         .collect();
     let before = store.requests_sent();
     let outcomes = store.refresh(&requests).await.unwrap();
-    assert!(outcomes.iter().all(|o| *o == Refreshed::Renewed), "{outcomes:?}");
+    assert!(
+        outcomes.iter().all(|o| *o == Refreshed::Renewed),
+        "{outcomes:?}"
+    );
     assert_eq!(
         store.requests_sent() - before,
         3,

@@ -48,7 +48,11 @@ async fn lease_acquires_renews_and_refuses_others() {
     // The same lessee, even from another client (a restarted process), renews.
     let before = b.store().requests_sent();
     let renewed = b.lease("job-1", &request("worker-a", ten)).await.unwrap();
-    assert_eq!(b.store().requests_sent() - before, 1, "a renewal is one request");
+    assert_eq!(
+        b.store().requests_sent() - before,
+        1,
+        "a renewal is one request"
+    );
     assert_eq!(renewed.token, first.token, "a renewal keeps the token");
     assert!(renewed.until >= first.until);
     b.release(renewed).await.unwrap();
@@ -79,7 +83,12 @@ async fn bad_lease_input_is_rejected() {
     }
     let mut reserved = HashMap::new();
     reserved.insert("dl_holders".to_owned(), AttributeValue::S("x".into()));
-    assert!(store.lease_with_attributes("id", &ok, &reserved).await.is_err());
+    assert!(
+        store
+            .lease_with_attributes("id", &ok, &reserved)
+            .await
+            .is_err()
+    );
     assert!(store.add_leases(&["id"], &reserved).await.is_err());
 }
 
@@ -90,10 +99,17 @@ async fn extra_attributes_are_kept_and_returned() {
     let mut shard = HashMap::new();
     shard.insert("shard".to_owned(), AttributeValue::S("eu-1".into()));
     assert_eq!(store.add_leases(&["s-1", "s-2"], &shard).await.unwrap(), 2);
-    assert_eq!(store.add_leases(&["s-1"], &shard).await.unwrap(), 0, "exists");
+    assert_eq!(
+        store.add_leases(&["s-1"], &shard).await.unwrap(),
+        0,
+        "exists"
+    );
     let ten = Duration::from_secs(10);
     let lease = store.lease("s-1", &request("w", ten)).await.unwrap();
-    assert_eq!(lease.attributes, shard, "the pool item's attributes come back");
+    assert_eq!(
+        lease.attributes, shard,
+        "the pool item's attributes come back"
+    );
     // The Locker API on the same item keeps them too.
     let locker = store.store().locker();
     let lock = locker
@@ -103,7 +119,10 @@ async fn extra_attributes_are_kept_and_returned() {
         .unwrap();
     lock.release().await.unwrap();
     let again = store.lease("s-2", &request("w", ten)).await.unwrap();
-    assert_eq!(again.attributes, shard, "a lock on the item did not drop them");
+    assert_eq!(
+        again.attributes, shard,
+        "a lock on the item did not drop them"
+    );
     // Setting attributes with the lease.
     let mut more = HashMap::new();
     more.insert("progress".to_owned(), AttributeValue::N("42".into()));
@@ -183,7 +202,11 @@ async fn obtain_lease_spreads_n_contenders_over_m_items() {
             winners.push(won);
         }
     }
-    assert_eq!(winners.len(), ITEMS, "every item taken once, the rest refused");
+    assert_eq!(
+        winners.len(),
+        ITEMS,
+        "every item taken once, the rest refused"
+    );
     // A waiter gets the first item given back.
     let waiter = leases(&config).await.with_prefix("workers/").unwrap();
     let waiting = tokio::spawn(async move {
@@ -265,13 +288,18 @@ async fn heartbeat_renews_until_the_lease_is_taken_away() {
     let Some(config) = setup().await else { return };
     let store = leases(&config).await;
     let duration = Duration::from_millis(900);
-    let mut lease = store.lease("hb", &request("worker", duration)).await.unwrap();
+    let mut lease = store
+        .lease("hb", &request("worker", duration))
+        .await
+        .unwrap();
     let first_until = lease.until;
     let admin = DynamoStore::connect(config.clone()).await.unwrap();
     let beat = {
         let store = store.clone();
         tokio::spawn(async move {
-            let result = store.heartbeat(&mut lease, Duration::from_millis(200)).await;
+            let result = store
+                .heartbeat(&mut lease, Duration::from_millis(200))
+                .await;
             (result, lease)
         })
     };
@@ -298,7 +326,10 @@ async fn heartbeat_renews_until_the_lease_is_taken_away() {
     }
     assert!(lease.until > first_until, "renewals moved `until`");
     // A heartbeat never re-acquires: the lease is free for others now.
-    let thief = other.lease("hb", &request("thief", duration)).await.unwrap();
+    let thief = other
+        .lease("hb", &request("thief", duration))
+        .await
+        .unwrap();
     assert!(thief.token > lease.token);
 }
 
@@ -309,7 +340,10 @@ async fn heartbeat_reports_loss_when_renewals_stop_reaching_the_store() {
     // transiently; the heartbeat gives up at the lease's deadline.
     let store = leases(&config).await;
     let duration = Duration::from_millis(900);
-    let mut lease = store.lease("cut", &request("worker", duration)).await.unwrap();
+    let mut lease = store
+        .lease("cut", &request("worker", duration))
+        .await
+        .unwrap();
     let cut = LeaseStore::new(
         DynamoStore::connect(
             config

@@ -17,10 +17,15 @@ async fn proxied(attempts: u32) -> Option<(Proxy, DynamoStore, DynamoConfig)> {
     let url = common::url()?;
     let direct = common::config(&url, SKEW);
     common::store(direct.clone()).await;
-    let upstream = url::Url::parse(direct.endpoint.as_deref().expect("the URL names an endpoint"))
-        .unwrap()
-        .socket_addrs(|| None)
-        .unwrap()[0];
+    let upstream = url::Url::parse(
+        direct
+            .endpoint
+            .as_deref()
+            .expect("the URL names an endpoint"),
+    )
+    .unwrap()
+    .socket_addrs(|| None)
+    .unwrap()[0];
     let proxy = Proxy::start(upstream).await;
     let config = direct
         .clone()
@@ -43,13 +48,21 @@ async fn throttling_server_errors_and_dropped_connections_are_retried() {
     };
     let locker = store.locker();
     let before = proxy.seen();
-    proxy.inject(&[Fault::Throttle, Fault::ServerError, Fault::DropBeforeForward]);
+    proxy.inject(&[
+        Fault::Throttle,
+        Fault::ServerError,
+        Fault::DropBeforeForward,
+    ]);
     let lock = locker
         .try_lock("retried", &options())
         .await
         .expect("retried until it went through")
         .expect("free");
-    assert_eq!(proxy.seen() - before, 4, "three faults, then the real request");
+    assert_eq!(
+        proxy.seen() - before,
+        4,
+        "three faults, then the real request"
+    );
     assert_eq!(proxy.pending(), 0);
 
     // A renewal and a release go through faults too.

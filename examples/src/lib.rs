@@ -17,6 +17,8 @@ pub fn registry() -> Registry {
     let registry = Registry::new().with(NoopConnector);
     #[cfg(feature = "memory")]
     let registry = registry.with(distlock_memory::MemoryConnector);
+    #[cfg(feature = "dynamo")]
+    let registry = registry.with(distlock_dynamo::DynamoConnector);
     registry
 }
 

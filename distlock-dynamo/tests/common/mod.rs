@@ -29,8 +29,8 @@ pub(crate) fn table() -> String {
 /// allowance.
 pub(crate) fn config(url: &str, skew: Duration) -> DynamoConfig {
     let parsed = url::Url::parse(url).expect("DISTLOCK_DYNAMO_URL parses");
-    let (mut config, _) =
-        DynamoConnector::config_from_url(&parsed).expect("DISTLOCK_DYNAMO_URL is a dynamodb:// URL");
+    let (mut config, _) = DynamoConnector::config_from_url(&parsed)
+        .expect("DISTLOCK_DYNAMO_URL is a dynamodb:// URL");
     config.table = table();
     config.with_clock_skew(skew)
 }

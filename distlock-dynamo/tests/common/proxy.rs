@@ -80,7 +80,12 @@ impl Proxy {
             return;
         };
         self.seen.fetch_add(1, Ordering::SeqCst);
-        let fault = self.faults.lock().unwrap().pop_front().unwrap_or(Fault::Pass);
+        let fault = self
+            .faults
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Fault::Pass);
         match fault {
             Fault::Pass | Fault::DropAfterForward => {
                 let answer = forward(&request, upstream).await;
