@@ -66,7 +66,9 @@
 //! the last token takes `dl_fence + 1` in the second write). Items are kept on
 //! release, and because tokens follow the clock, even an item deleted by
 //! DynamoDB's TTL (after [`DynamoConfig::retention`], 7 days unused) or by an
-//! operator starts again above every token it gave out. Computing the token on
+//! operator starts again above every token it gave out. (A client whose clock
+//! runs far ahead pushes `dl_fence` ahead with it: others then pay the second
+//! write until real time catches up; tokens still only grow.) Computing the token on
 //! the client is also what lets a mutex grant be a single `PutItem` (no
 //! `fence + 1` arithmetic) and puts the token inside the holder's entry.
 //!
@@ -134,7 +136,15 @@
 //! `ReturnValuesOnConditionCheckFailure=ALL_OLD` and the TTL API, all three of
 //! which this backend relies on; moto implements them (it is laxer: it accepts
 //! unused expression values, so the crate builds expressions with exactly the
-//! placeholders they use, as real DynamoDB demands).
+//! placeholders they use, as real DynamoDB demands). Two moto faults matter:
+//! its server runs requests on parallel threads without a lock (two
+//! conditional writes to one item could both pass), so `scripts/services`
+//! serializes them; and its `TransactWriteItems` copies the whole table
+//! first (seconds per transaction on a table of thousands of items), so the
+//! conformance run renews one lease per request
+//! ([`DynamoConfig::batch_refresh`] `= false`) while `tests/heartbeat.rs`
+//! covers transactions on smaller tables. Its expression parser also makes an
+//! `UpdateItem` cost about twice a `PutItem`, which real DynamoDB does not.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
