@@ -1,7 +1,7 @@
 //! What the example programs share: picking the backend from `DISTLOCK_URL`.
 //!
 //! Every example runs on whichever backend the URL names (default `memory://`),
-//! among those this build has (features `memory`, `redis`, `etcd`, `sql`, …).
+//! among those this build has (features `memory`, `redis`, `etcd`, `sql`, `dynamo`).
 //!
 //! The project README follows; its code is compiled as this crate's doc tests.
 #![doc = include_str!("../../README.md")]
@@ -23,6 +23,8 @@ pub fn registry() -> Registry {
     let registry = registry.with(distlock_etcd::EtcdConnector);
     #[cfg(feature = "sql")]
     let registry = registry.with(distlock_sql::SqlConnector);
+    #[cfg(feature = "dynamo")]
+    let registry = registry.with(distlock_dynamo::DynamoConnector);
     registry
 }
 

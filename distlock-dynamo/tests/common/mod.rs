@@ -1,0 +1,43 @@
+//! What the test files share: the emulator's URL, fresh tables, a fault proxy.
+#![allow(dead_code, clippy::panic, clippy::expect_used, clippy::unwrap_used)] // test code
+
+use std::time::Duration;
+
+pub(crate) mod proxy;
+
+use distlock_dynamo::{DynamoConfig, DynamoConnector, DynamoStore};
+
+/// `DISTLOCK_DYNAMO_URL` (loud skip locally, panic under CI).
+pub(crate) fn url() -> Option<String> {
+    distlock_core::conformance::service_url("DISTLOCK_DYNAMO_URL")
+}
+
+/// A fresh table name. Each test gets its own table: moto's
+/// `TransactWriteItems` deep-copies the whole table for its rollback (slow on
+/// big tables), is not thread-safe (HTTP 500 under concurrent writes) and a
+/// rollback restores the whole table, undoing other clients' concurrent writes.
+/// Separate tables keep one test's transactions from touching another's items.
+pub(crate) fn table() -> String {
+    format!(
+        "distlock-test-{}-{:08x}",
+        std::process::id(),
+        fastrand::u32(..)
+    )
+}
+
+/// The config the URL names, on a fresh table, with `skew` as the clock-skew
+/// allowance.
+pub(crate) fn config(url: &str, skew: Duration) -> DynamoConfig {
+    let parsed = url::Url::parse(url).expect("DISTLOCK_DYNAMO_URL parses");
+    let (mut config, _) = DynamoConnector::config_from_url(&parsed)
+        .expect("DISTLOCK_DYNAMO_URL is a dynamodb:// URL");
+    config.table = table();
+    config.with_clock_skew(skew)
+}
+
+/// A store on the config's table (created if needed).
+pub(crate) async fn store(config: DynamoConfig) -> DynamoStore {
+    let store = DynamoStore::connect(config).await.expect("connect");
+    store.create_table().await.expect("create table");
+    store
+}
