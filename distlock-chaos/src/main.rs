@@ -65,6 +65,13 @@ const NETWORKED: &[(&str, &str, &str, bool)] = &[
     // etcd keeps its data (and its revision counter: the tokens) across a restart.
     #[cfg(feature = "etcd")]
     ("etcd", "DISTLOCK_ETCD_URL", "etcd", true),
+    #[cfg(feature = "sql")]
+    ("postgres", "DISTLOCK_POSTGRES_URL", "postgres", true),
+    #[cfg(feature = "sql")]
+    ("mysql", "DISTLOCK_MYSQL_URL", "mysql", true),
+    // moto keeps everything in memory: a restart forgets every item.
+    #[cfg(feature = "dynamo")]
+    ("dynamo", "DISTLOCK_DYNAMO_URL", "dynamo", false),
 ];
 
 fn parse() -> (Vec<String>, RunConfig) {
@@ -126,9 +133,17 @@ async fn run_backend(
     else {
         return Err(format!("backend {backend} is not in this build"));
     };
-    let url = std::env::var(variable).map_err(|_| {
+    let mut url = std::env::var(variable).map_err(|_| {
         format!("{variable} is not set: start the store with `eval \"$(scripts/services up {service})\"`")
     })?;
+    if name == "dynamo" && !url.contains("create=") {
+        // The harness's table: created on connect if missing.
+        url.push_str(if url.contains('?') {
+            "&create=true"
+        } else {
+            "?create=true"
+        });
+    }
     let target = process::Target {
         backend: name,
         url,
@@ -168,8 +183,9 @@ async fn run() -> ExitCode {
             let history = match run_backend(backend, &config, fenced).await {
                 Ok(history) => history,
                 Err(error) => {
-                    eprintln!("chaos: {error}");
-                    return ExitCode::FAILURE;
+                    println!("chaos: {backend}: could not run: {error}");
+                    safe = false;
+                    break;
                 }
             };
             let figures = history.figures(history::now_ns());

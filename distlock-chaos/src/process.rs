@@ -59,6 +59,10 @@ pub(crate) fn registry() -> Registry {
     let registry = registry.with(distlock_redis::RedisConnector);
     #[cfg(feature = "etcd")]
     let registry = registry.with(distlock_etcd::EtcdConnector);
+    #[cfg(feature = "sql")]
+    let registry = registry.with(distlock_sql::SqlConnector);
+    #[cfg(feature = "dynamo")]
+    let registry = registry.with(distlock_dynamo::DynamoConnector);
     registry
 }
 
