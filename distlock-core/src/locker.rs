@@ -268,6 +268,18 @@ struct PendingAcquire<'a, S: Store> {
     armed: bool,
 }
 
+impl<'a, S: Store> PendingAcquire<'a, S> {
+    /// Armed: dropped before it is disarmed, it releases `key` in the background.
+    fn new(shared: &'a Arc<Shared<S>>, resource: &'a str, key: LeaseKey) -> Self {
+        PendingAcquire {
+            shared,
+            resource,
+            key,
+            armed: true,
+        }
+    }
+}
+
 impl<S: Store> Drop for PendingAcquire<'_, S> {
     fn drop(&mut self) {
         if self.armed {
@@ -286,24 +298,29 @@ impl<S: Store> Shared<S> {
         self.store.capabilities().backend
     }
 
-    /// One acquire round trip.
-    async fn attempt(self: &Arc<Self>, resource: &str, options: &LockOptions) -> Result<Attempt> {
-        let key = LeaseKey::random();
+    /// The store's view of one acquire: a fresh key, the caller's options.
+    fn request<'a>(
+        &'a self,
+        resource: &'a str,
+        key: LeaseKey,
+        options: &'a LockOptions,
+    ) -> crate::AcquireRequest<'a> {
         let owner = options.owner.as_deref().unwrap_or(&self.owner);
-        let request = crate::AcquireRequest::new(
+        crate::AcquireRequest::new(
             resource,
             key,
             options.ttl,
             options.permits,
             owner,
             &options.data,
-        );
-        let mut pending = PendingAcquire {
-            shared: self,
-            resource,
-            key,
-            armed: true,
-        };
+        )
+    }
+
+    /// One acquire round trip.
+    async fn attempt(self: &Arc<Self>, resource: &str, options: &LockOptions) -> Result<Attempt> {
+        let key = LeaseKey::random();
+        let request = self.request(resource, key, options);
+        let mut pending = PendingAcquire::new(self, resource, key);
         // The lease's TTL may start running at the store any time after this.
         let sent = Instant::now();
         let answer = round_trip(
@@ -453,21 +470,8 @@ impl<S: Store> Shared<S> {
         deadline: Option<Instant>,
     ) -> Result<Lock> {
         let key = LeaseKey::random();
-        let owner = options.owner.as_deref().unwrap_or(&self.owner);
-        let request = crate::AcquireRequest::new(
-            resource,
-            key,
-            options.ttl,
-            options.permits,
-            owner,
-            &options.data,
-        );
-        let mut pending = PendingAcquire {
-            shared: self,
-            resource,
-            key,
-            armed: true,
-        };
+        let request = self.request(resource, key, options);
+        let mut pending = PendingAcquire::new(self, resource, key);
         let answer = round_trip(
             self.backend(),
             "acquire_queued",
