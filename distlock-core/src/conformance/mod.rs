@@ -152,6 +152,7 @@ macro_rules! __conformance_each {
             bad_input_loses_nothing,
             bad_urls_are_rejected,
             unreachable_store_is_a_transient_error,
+            random_input_gets_typed_answers_and_loses_nothing,
         }
     };
 }
