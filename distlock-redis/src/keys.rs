@@ -4,12 +4,13 @@
 //!
 //! | key | type | holds | lifetime |
 //! |---|---|---|---|
-//! | `{P:R}` | string (mutex) | lease key (32 hex digits), waiter flag, details | `PX` the lease |
+//! | `{P:R}` | string (mutex) | lease key (32 hex digits), waiter flag, `sec:usec:` + owner and data | `PX` the lease |
 //! | `{P:R}` | sorted set (permits > 1) | lease key → expiry, ms of the server's `TIME` | `PEXPIREAT` the latest expiry |
 //! | `{P:R}:h` | hash (permits > 1) | lease key → details; `#p` → permits | as the set |
-//! | `{P:R}:t` | string | the fencing-token counter (`INCR`) | never deleted |
+//! | `{P:R}:t` | string | the fencing-token counter (`INCR` per grant; a held mutex's token) | never deleted |
 //!
-//! Details are `token:acquired_ms:owner_len:` + owner + data.
+//! Details are `token:sec:usec:owner_len:` + owner + data (the grant's server
+//! time as `TIME` answers it).
 //! Release publishes on the channel `{P:R}:w`.
 //!
 //! Every name starts with the same `{P:R}`: Redis Cluster hashes only the part

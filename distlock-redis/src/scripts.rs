@@ -3,24 +3,31 @@
 //!
 //! A resource's main key `{P:R}` is, while held, either
 //! - a **string** (a mutex, permits = 1): the lease key (32 hex digits), a
-//!   waiter flag (`-`, or `w` once an attempt found it held), then the details,
-//!   expiring with the lease (`SET … NX PX`): Redis's own expiry, the server's
-//!   clock. The fast path: three commands to acquire (`TIME`, `INCR`, `SET`),
-//!   two to release (`GETRANGE`, `DEL`), plus `PUBLISH` only if someone tried
-//!   while it was held.
+//!   waiter flag (`-`, or `w` once an attempt found it held), then
+//!   `sec:usec:` of the grant's server time and the owner and data, expiring
+//!   with the lease (`SET … NX PX`): Redis's own expiry, the server's clock.
+//!   The holder's fencing token is the counter's current value (only a grant
+//!   increments it, so while the mutex is held the counter is its token). The
+//!   fast path: three commands to acquire (`TIME`, `SET NX PX`, `INCR`), two to
+//!   release (`GETRANGE`, `DEL`), plus `PUBLISH` only if someone tried while it
+//!   was held. No formatting on that path: Lua 5.1 prints numbers above 10^14
+//!   in exponent form, so the token never passes through a Lua string there.
 //! - a **sorted set** (a semaphore, permits > 1): lease key → expiry in ms of the
-//!   server's `TIME` (live while `now < expiry`), with the details and the
-//!   permits in the hash `{P:R}:h`; both keys expire with the latest lease.
+//!   server's `TIME` (live while `now < expiry`), with `token:` + the details
+//!   and the permits in the hash `{P:R}:h`; both keys expire with the latest
+//!   lease.
 //!
 //! Every script accepts either shape, so a mutex request on a semaphore (or the
 //! reverse) is a size mismatch, and release and refresh need not know the size.
-//! Details: `token:acquired_ms:owner_len:` then the owner, then the data.
+//! The owner and data arrive as one argument, `owner_len:` + owner + data, built
+//! by the client (one Lua string fewer per call).
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
-/// `KEYS`: main, hash, token. `ARGV`: lease key, ttl ms, permits, owner, data.
+/// `KEYS`: main, hash, token. `ARGV`: lease key, ttl ms, permits,
+/// `owner_len:` + owner + data.
 ///
 /// Returns `{1, token, expires_ms}` granted, `{0, retry_after_ms}` held,
 /// `{-1, existing_permits}` size mismatch.
@@ -29,14 +36,24 @@ use redis::Script;
 /// created (`INCR` answered 1): if the counter is ever lost (a restart without
 /// persistence, a failover to a replica that missed it), new tokens still exceed
 /// the old ones unless the resource was granted more than once per microsecond
-/// on average or the server clock went back. A mutex attempt takes its token
-/// before `SET NX` (one command fewer on the grant path); an attempt that finds
-/// the mutex held burns that number, which keeps tokens increasing.
+/// on average or the server clock went back. Only grants take a number.
 pub(crate) const ACQUIRE: &str = r#"
 local z, h = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
+local ttl = ARGV[2]
+if ARGV[3] == '1' then
+  -- The mutex fast path: TIME, SET NX PX, INCR.
+  if redis.call('SET', z, ARGV[1] .. '-' .. t[1] .. ':' .. t[2] .. ':' .. ARGV[4], 'NX', 'PX', ttl) then
+    local token = redis.call('INCR', KEYS[3])
+    if token == 1 then
+      token = t[1] * 1000000 + t[2]
+      redis.call('SET', KEYS[3], string.format('%d', token))
+    end
+    return {1, token, t[1] * 1000 + math.floor(t[2] / 1000) + ttl}
+  end
+end
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local ttl = tonumber(ARGV[2])
+ttl = tonumber(ttl)
 local token = nil
 local function next_token()
   token = redis.call('INCR', KEYS[3])
@@ -44,23 +61,17 @@ local function next_token()
     token = t[1] * 1000000 + t[2]
     redis.call('SET', KEYS[3], string.format('%d', token))
   end
-  return string.format('%d:%d:%d:', token, now, #ARGV[4]) .. ARGV[4] .. ARGV[5]
+  return t[1] .. ':' .. t[2] .. ':' .. ARGV[4]
 end
-local kind
+local kind = redis.call('TYPE', z)['ok']
 if ARGV[3] == '1' then
-  -- The mutex fast path: TIME, INCR, SET NX PX.
-  if redis.call('SET', z, ARGV[1] .. '-' .. next_token(), 'NX', 'PX', ttl) then
-    return {1, token, now + ttl}
-  end
-  kind = redis.call('TYPE', z)['ok']
   if kind == 'string' then
     -- Someone waits (or may): the release must publish.
     redis.call('SETRANGE', z, 32, 'w')
     return {0, redis.call('PTTL', z)}
   end
-else
-  kind = redis.call('TYPE', z)['ok']
-  if kind == 'string' then return {-1, 1} end
+elseif kind == 'string' then
+  return {-1, 1}
 end
 if kind ~= 'zset' and kind ~= 'none' then
   return redis.error_reply('distlock: ' .. z .. ' is a ' .. kind .. ', not a lock; is the namespace shared?')
@@ -95,7 +106,7 @@ if permits == 1 then
   return {1, token, exp}
 end
 redis.call('ZADD', z, exp, ARGV[1])
-redis.call('HSET', h, ARGV[1], details, '#p', permits)
+redis.call('HSET', h, ARGV[1], string.format('%d:', token) .. details, '#p', permits)
 local last = exp
 if n > 0 then
   last = math.max(exp, tonumber(redis.call('ZRANGE', z, -1, -1, 'WITHSCORES')[2]))
@@ -165,8 +176,9 @@ redis.call('PUBLISH', z .. ':w', '')
 return 1
 "#;
 
-/// `KEYS`: main, hash. Returns `{permits, key, expires_ms, details, …}` for
-/// the live leases (`{}` when free). Read only.
+/// `KEYS`: main, hash, token. Returns `{permits, key, expires_ms, details, …}`
+/// for the live leases (`{}` when free), details as `token:sec:usec:` + owner
+/// and data. Read only.
 pub(crate) const INFO: &str = r#"
 local z, h = KEYS[1], KEYS[2]
 local t = redis.call('TIME')
@@ -176,7 +188,8 @@ if kind == 'string' then
   local v = redis.call('GET', z)
   local left = redis.call('PTTL', z)
   if not v or left < 0 then return {} end
-  return {1, string.sub(v, 1, 32), now + left, string.sub(v, 34)}
+  local token = redis.call('GET', KEYS[3]) or '0'
+  return {1, string.sub(v, 1, 32), now + left, token .. ':' .. string.sub(v, 34)}
 end
 if kind ~= 'zset' then return {} end
 local live = redis.call('ZRANGEBYSCORE', z, string.format('(%d', now), '+inf', 'WITHSCORES')
@@ -203,10 +216,8 @@ end
 local head = redis.pcall('GETRANGE', z, 0, 31)
 if type(head) == 'string' then
   if head ~= key then return 0 end
+  -- A mutex's token is the counter's value.
   raise()
-  local v = redis.call('GET', z)
-  local rest = string.match(string.sub(v, 34), '^%d+(:.*)$')
-  if rest then redis.call('SET', z, string.sub(v, 1, 33) .. ARGV[2] .. rest, 'KEEPTTL') end
   return 1
 end
 local t = redis.call('TIME')

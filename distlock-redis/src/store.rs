@@ -290,6 +290,11 @@ impl RedisStore {
     pub(crate) async fn acquire_raw(&self, request: &AcquireRequest<'_>) -> Result<RawAcquired> {
         let keys = Keys::new(self.namespace(), request.resource);
         let key = request.key.to_hex();
+        let mut owner_and_data = Vec::with_capacity(8 + request.owner.len() + request.data.len());
+        owner_and_data.extend_from_slice(request.owner.len().to_string().as_bytes());
+        owner_and_data.push(b':');
+        owner_and_data.extend_from_slice(request.owner.as_bytes());
+        owner_and_data.extend_from_slice(request.data);
         let reply: Vec<i64> = self
             .run(
                 &SCRIPTS.acquire,
@@ -299,8 +304,7 @@ impl RedisStore {
                     cmd.arg(&key)
                         .arg(ms(request.ttl))
                         .arg(request.permits)
-                        .arg(request.owner)
-                        .arg(&request.data[..]);
+                        .arg(owner_and_data.as_slice());
                 },
             )
             .await
@@ -442,7 +446,7 @@ impl RedisStore {
             .run(
                 &SCRIPTS.info,
                 crate::scripts::INFO,
-                &[&keys.holders, &keys.details],
+                &[&keys.holders, &keys.details, &keys.token],
                 |_| {},
             )
             .await
@@ -501,12 +505,16 @@ fn bytes(value: &Value) -> Option<&[u8]> {
     }
 }
 
-/// `token:acquired_ms:owner_len:` + owner + data.
+/// `token:sec:usec:owner_len:` + owner + data (the grant's server time in
+/// seconds and microseconds, as `TIME` answers); acquired time in ms.
 fn parse_details(details: &[u8]) -> Option<(u64, i64, String, Bytes)> {
-    let mut parts = details.splitn(4, |&b| b == b':');
-    let token = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-    let acquired = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-    let owner_len: usize = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let mut parts = details.splitn(5, |&b| b == b':');
+    let mut field = || parts.next().and_then(|p| std::str::from_utf8(p).ok());
+    let token: u64 = field()?.parse().ok()?;
+    let sec: i64 = field()?.parse().ok()?;
+    let usec: i64 = field()?.parse().ok()?;
+    let owner_len: usize = field()?.parse().ok()?;
+    let acquired = sec.saturating_mul(1000).saturating_add(usec / 1000);
     let rest = parts.next()?;
     if rest.len() < owner_len {
         return None;
@@ -635,10 +643,11 @@ mod tests {
     #[test]
     fn details_round_trip_with_colons_and_binary_data() {
         let (token, acquired, owner, data) =
-            parse_details(b"17:1700000000000:5:a:b:c\x00\xff:x").unwrap();
-        assert_eq!((token, acquired), (17, 1_700_000_000_000));
+            parse_details(b"17:1700000000:123456:5:a:b:c\x00\xff:x").unwrap();
+        assert_eq!((token, acquired), (17, 1_700_000_000_123));
         assert_eq!(owner, "a:b:c");
         assert_eq!(&data[..], b"\x00\xff:x");
-        assert!(parse_details(b"1:2:9:short").is_none());
+        assert!(parse_details(b"1:2:3:9:short").is_none());
+        assert!(parse_details(b"1:2:9:abc").is_none());
     }
 }
