@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, Region, RuntimeComponents};
 use aws_sdk_dynamodb::error::{BoxError, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
@@ -45,6 +46,10 @@ const MAX_ROUNDS: usize = 5;
 const MAX_TX_ROUNDS: usize = 3;
 /// Refresh transactions in flight at once.
 const TX_CONCURRENCY: usize = 16;
+/// The most mutex tokens remembered for [`DynamoStore::release_key`]'s put
+/// (a detached lease is never released, so its entry stays): past this,
+/// grants are not remembered and their release takes the update path.
+const MAX_REMEMBERED: usize = 100_000;
 
 /// A DynamoDB lease table: implements [`Store`], so
 /// [`StoreLocker`]`<DynamoStore>` ([`DynamoLocker`](crate::DynamoLocker)) is a
@@ -69,6 +74,11 @@ struct Inner {
     caps: Capabilities,
     skew_ms: i64,
     requests: Arc<AtomicU64>,
+    /// Lease key → token of the mutexes this store granted and has not yet
+    /// released: a release that knows the token rewrites the item with one
+    /// `PutItem` keeping the fence, instead of an `UpdateItem` (see
+    /// [`DynamoStore::release_key`]).
+    mutex_tokens: std::sync::Mutex<HashMap<LeaseKey, u64>>,
 }
 
 impl fmt::Debug for DynamoStore {
@@ -230,6 +240,7 @@ impl DynamoStore {
                 config,
                 caps,
                 requests,
+                mutex_tokens: std::sync::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -511,8 +522,9 @@ impl DynamoStore {
             values.insert(":prefix".to_owned(), s(prefix));
         }
         if held_only {
-            filters.push("size(#h) > :zero");
-            values.insert(":zero".to_owned(), n(0));
+            // Free items (a put release leaves none) and emptied holder maps
+            // are skipped; what is left is checked for live holders below.
+            filters.push("attribute_exists(#h)");
             pairs.push(("#h", HOLDERS));
         }
         let projection = if held_only { "#pk, #h" } else { "#pk" };
@@ -616,15 +628,15 @@ impl DynamoStore {
     /// The first, read-free attempt of an acquire. Its token is this client's
     /// clock in microseconds, written only if above `dl_fence`.
     ///
-    /// - mutex: `PutItem` of the whole item, if nobody holds it or its holder
-    ///   expired (and the item carries no user attributes, which a put would drop);
+    /// - mutex: `PutItem` of the whole item, if nobody holds it (and the item
+    ///   carries no user attributes, which a put would drop); an expired holder
+    ///   is taken over by [`Self::decide_rounds`] from the item this returns;
     /// - semaphore: `UpdateItem` adding our entry, if there is room.
     async fn acquire_fast(&self, want: &Want<'_>, now_ms: i64, token: u64) -> WriteResult<()> {
         let op = self.op("acquire", want.resource, true);
         let expires_ms = now_ms.saturating_add(duration_ms(want.ttl));
         let entry = item::entry(token, want.owner, now_ms, expires_ms, want.data);
         let mut values = HashMap::with_capacity(6);
-        values.insert(":zero".to_owned(), n(0));
         values.insert(":tok".to_owned(), n(token));
         if want.permits == 1 {
             let mut holders = HashMap::with_capacity(1);
@@ -637,24 +649,21 @@ impl DynamoStore {
             record.insert(EXPIRES.to_owned(), n(expires_ms));
             record.insert(RVN.to_owned(), new_rvn());
             record.insert(TTL.to_owned(), self.ttl_value(now_ms));
-            values.insert(":one".to_owned(), n(1));
-            values.insert(
-                ":stale".to_owned(),
-                n(now_ms.saturating_sub(self.skew_ms())),
-            );
             let answer = self
                 .client()
                 .put_item()
                 .table_name(self.table())
                 .set_item(Some(record))
+                // Only a free item (as a put release or a first use leaves it):
+                // an expired holder, an emptied holder map or user attributes
+                // fail here and are decided from the returned item (one more
+                // write, no read). Every term costs an emulator real time.
                 .condition_expression(
-                    "(attribute_not_exists(#h) OR size(#h) = :zero OR (#p = :one AND #x < :stale)) \
-                     AND (attribute_not_exists(#f) OR #f < :tok) AND attribute_not_exists(#a)",
+                    "attribute_not_exists(#h) AND (attribute_not_exists(#f) OR #f < :tok) \
+                     AND attribute_not_exists(#a)",
                 )
                 .set_expression_attribute_names(Some(names(&[
                     ("#h", HOLDERS),
-                    ("#p", PERMITS),
-                    ("#x", EXPIRES),
                     ("#f", FENCE),
                     ("#a", ATTRS),
                 ])))
@@ -678,6 +687,7 @@ impl DynamoStore {
             ("#l", TTL),
         ]);
         names.insert("#k".to_owned(), want.key.clone());
+        values.insert(":zero".to_owned(), n(0));
         values.insert(":entry".to_owned(), entry);
         values.insert(":p".to_owned(), n(want.permits));
         values.insert(":e".to_owned(), n(expires_ms));
@@ -1035,16 +1045,123 @@ impl DynamoStore {
         Ok(done)
     }
 
-    /// End one lease: one conditional UpdateItem. Retried here (not by the
-    /// SDK) so that a retry that finds the lease gone can say the outcome is
-    /// unknown instead of "not held".
-    async fn release_key(&self, resource: &str, key: LeaseKey) -> Result<bool> {
+    fn remember_token(&self, key: LeaseKey, token: u64) {
+        if let Ok(mut tokens) = self.inner.mutex_tokens.lock()
+            && tokens.len() < MAX_REMEMBERED
+        {
+            tokens.insert(key, token);
+        }
+    }
+
+    fn forget_token(&self, key: LeaseKey) -> Option<u64> {
+        self.inner
+            .mutex_tokens
+            .lock()
+            .ok()
+            .and_then(|mut tokens| tokens.remove(&key))
+    }
+
+    /// End a mutex lease whose token we know by rewriting the item as free:
+    /// one `PutItem` of the key, the fence (our token: a mutex's fence is its
+    /// holder's) and the cleanup time, if the item holds our lease unexpired by
+    /// our clock, is a mutex and carries no user attributes. Success means the
+    /// lease was held, so no old item is asked for (returning it is what costs
+    /// most on an emulator); a failed condition returns it, for the caller to
+    /// see why. Cheaper than removing a map entry, and it leaves the item in
+    /// the shape the acquire fast path takes in one request.
+    async fn put_release(
+        &self,
+        resource: &str,
+        key: &str,
+        token: u64,
+    ) -> std::result::Result<PutItemOutput, SdkError<PutItemError, HttpResponse>> {
+        let mut names = names(&[
+            ("#h", HOLDERS),
+            ("#e", EXPIRES_AT),
+            ("#p", PERMITS),
+            ("#a", ATTRS),
+        ]);
+        names.insert("#k".to_owned(), key.to_owned());
+        let now_ms = self.now_ms();
+        let mut record = HashMap::with_capacity(3);
+        record.insert(self.hash_key().to_owned(), s(resource));
+        record.insert(FENCE.to_owned(), n(token));
+        record.insert(TTL.to_owned(), self.ttl_value(now_ms));
+        self.client()
+            .put_item()
+            .table_name(self.table())
+            .set_item(Some(record))
+            .condition_expression("#h.#k.#e > :now AND #p = :one AND attribute_not_exists(#a)")
+            .set_expression_attribute_names(Some(names))
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":one", n(1))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .config_override(
+                aws_sdk_dynamodb::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await
+    }
+
+    /// Whether an item (as it was before a release) held `key` unexpired by
+    /// our clock.
+    fn held_in(&self, old: Option<&HashMap<String, AttributeValue>>, key: &str) -> bool {
+        old.and_then(|a| a.get(HOLDERS))
+            .and_then(|h| h.as_m().ok())
+            .and_then(|h| h.get(key))
+            .and_then(|e| e.as_m().ok())
+            .and_then(|e| e.get(EXPIRES_AT))
+            .and_then(|e| e.as_n().ok())
+            .and_then(|e| e.parse::<i64>().ok())
+            .is_some_and(|e| e > self.now_ms())
+    }
+
+    /// End one lease: one conditional write. A mutex this store granted is
+    /// rewritten free with a `PutItem` ([`Self::put_release`]); any other lease
+    /// (a semaphore's, one granted elsewhere, one with user attributes) has its
+    /// entry removed with an `UpdateItem`. Retried here (not by the SDK) so that
+    /// a retry that finds the lease gone can say the outcome is unknown instead
+    /// of "not held".
+    async fn release_key(&self, resource: &str, lease_key: LeaseKey) -> Result<bool> {
         let op = self.op("release", resource, true);
-        let key = key.to_hex();
+        let key = lease_key.to_hex();
+        let mut token = self.forget_token(lease_key);
         let attempts = self.inner.config.max_attempts;
         let mut pause = Duration::from_millis(50);
         let mut attempt = 1;
         loop {
+            if let Some(fence) = token {
+                let error = match self.put_release(resource, &key, fence).await {
+                    Ok(_) => return Ok(true),
+                    Err(error) => self.put_error(op, error),
+                };
+                let error = match error {
+                    // Still ours, but expired by our clock or not a plain mutex
+                    // any more (user attributes): remove the entry instead, now.
+                    WriteError::Condition(Some(old))
+                        if old
+                            .get(HOLDERS)
+                            .and_then(|h| h.as_m().ok())
+                            .is_some_and(|h| h.contains_key(&key)) =>
+                    {
+                        token = None;
+                        continue;
+                    }
+                    WriteError::Condition(_) if attempt == 1 => return Ok(false),
+                    WriteError::Condition(_) => return Err(release_unknown(resource)),
+                    WriteError::Other(error) => error,
+                };
+                if !error.is_transient() || attempt >= attempts {
+                    return Err(error);
+                }
+                attempt += 1;
+                let jittered = pause / 2 + pause.mul_f64(fastrand::f64() / 2.0);
+                tokio::time::sleep(jittered).await;
+                pause = (pause * 4).min(Duration::from_secs(2));
+                continue;
+            }
             let mut names = names(&[("#h", HOLDERS)]);
             names.insert("#k".to_owned(), key.clone());
             let answer = self
@@ -1064,32 +1181,11 @@ impl DynamoStore {
                 .send()
                 .await;
             let error = match answer {
-                Ok(output) => {
-                    // Held if the removed lease had not expired by our clock.
-                    let expires = output
-                        .attributes
-                        .as_ref()
-                        .and_then(|a| a.get(HOLDERS))
-                        .and_then(|h| h.as_m().ok())
-                        .and_then(|h| h.get(&key))
-                        .and_then(|e| e.as_m().ok())
-                        .and_then(|e| e.get(EXPIRES_AT))
-                        .and_then(|e| e.as_n().ok())
-                        .and_then(|e| e.parse::<i64>().ok());
-                    return Ok(expires.is_some_and(|e| e > self.now_ms()));
-                }
+                // Held if the removed lease had not expired by our clock.
+                Ok(output) => return Ok(self.held_in(output.attributes.as_ref(), &key)),
                 Err(error) => match self.write_error(op, error) {
                     WriteError::Condition(_) if attempt == 1 => return Ok(false),
-                    WriteError::Condition(_) => {
-                        return Err(Error::OutcomeUnknown {
-                            backend: BACKEND,
-                            operation: "release",
-                            resource: resource.to_owned(),
-                            source: "an earlier attempt may have released the lease; its answer \
-                                     was lost and the retry found it gone"
-                                .into(),
-                        });
-                    }
+                    WriteError::Condition(_) => return Err(release_unknown(resource)),
                     WriteError::Other(error) => error,
                 },
             };
@@ -1101,6 +1197,18 @@ impl DynamoStore {
             tokio::time::sleep(jittered).await;
             pause = (pause * 4).min(Duration::from_secs(2));
         }
+    }
+}
+
+/// A retried release found the lease gone: the first attempt may have ended it.
+fn release_unknown(resource: &str) -> Error {
+    Error::OutcomeUnknown {
+        backend: BACKEND,
+        operation: "release",
+        resource: resource.to_owned(),
+        source: "an earlier attempt may have released the lease; its answer was lost and the \
+                 retry found it gone"
+            .into(),
     }
 }
 
@@ -1123,7 +1231,12 @@ impl Store for DynamoStore {
         Ok(match self.acquire_want(&want).await? {
             Outcome::Granted {
                 token, expires_ms, ..
-            } => Acquired::Granted(Grant::new(token, item::from_millis(expires_ms))),
+            } => {
+                if request.permits == 1 {
+                    self.remember_token(request.key, token);
+                }
+                Acquired::Granted(Grant::new(token, item::from_millis(expires_ms)))
+            }
             Outcome::Held { retry_after } => Acquired::Held { retry_after },
         })
     }
