@@ -31,21 +31,30 @@
 //! layouts, hence two code paths or two requests for every refresh and
 //! release. Each operation is one conditional write:
 //!
-//! - acquire, mutex: one `PutItem` of the whole item, if nobody holds it or
-//!   its holder expired (item-level `dl_expires` is the sole holder's expiry),
-//!   and if the new token is above `dl_fence`;
+//! - acquire, mutex: one `PutItem` of the whole item, if the item is free
+//!   (no `dl_holders`: first use, or a put release) and the new token is above
+//!   `dl_fence`. An expired holder, an emptied map or user attributes fail that
+//!   condition and go to the second write below (taking over an expired lease
+//!   is the rare case, so it pays the extra request, not every acquire: each
+//!   condition term costs, little on DynamoDB, a lot on an emulator);
 //! - acquire, semaphore: one `UpdateItem` adding our entry if
 //!   `size(dl_holders) < permits`;
 //! - when the condition fails, DynamoDB returns the item
 //!   (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), so "held", `SizeMismatch`
 //!   and "retry after" need no read. Only if the item shows the grant is
-//!   possible anyway (expired semaphore holders, first use of a semaphore, a
-//!   token race) is a second write sent: the whole holder set, conditioned on
+//!   possible anyway (an expired holder, first use of a semaphore, a token
+//!   race) is a second write sent: the whole holder set, conditioned on
 //!   the record version `dl_rvn` and holder count it was computed from
 //!   (optimistic concurrency);
 //! - refresh: `SET dl_holders.#key.e` if that entry exists and has not expired;
-//! - release: `REMOVE dl_holders.#key` if it exists; `UPDATED_OLD` tells
-//!   whether it had expired. The item stays.
+//! - release, mutex granted by this store (it remembers its grants' tokens):
+//!   one `PutItem` writing the item back free (key, `dl_fence` = our token,
+//!   `dl_ttl`) if our entry is unexpired, the item is a mutex and has no user
+//!   attributes; success means it was held, so no old item is returned. If the
+//!   condition fails with our entry still there (expired, user attributes),
+//!   the entry is removed as below;
+//! - release, any other lease: `REMOVE dl_holders.#key` if it exists;
+//!   `UPDATED_OLD` tells whether it had expired. The item stays either way.
 //! - info, read: one consistent `GetItem`; list: a consistent, paginated `Scan`.
 //!
 //! | attribute | meaning |
