@@ -41,7 +41,8 @@
 //! in pages of 1,000.
 //!
 //! **Mutex fast path.** A mutex (permits = 1) is a plain string key set with
-//! `SET NX PX`: acquire is `TIME` + `INCR` + `SET` in the script, release
+//! `SET NX PX`: acquire is `TIME` + `SET NX PX` + `INCR` in the script (the
+//! token only once granted, nothing formatted in Lua), release
 //! `GETRANGE` + `DEL` (+ `PUBLISH` only when an attempt found it held, marked
 //! by a flag byte in the value). A semaphore (permits > 1) is a sorted set of
 //! lease keys scored by expiry (ms of `TIME`) with a hash of details and the
@@ -64,9 +65,10 @@
 //! microseconds, so if it is ever lost (a restart without persistence, a
 //! failover to a replica that missed it) new tokens still exceed old ones,
 //! unless the resource was granted more than once per microsecond on average
-//! or the server clock went back. A mutex attempt takes its token before
-//! `SET NX`; one that finds it held burns that number (tokens stay increasing,
-//! not dense).
+//! or the server clock went back. Only grants take a number, so while a mutex
+//! is held the counter's value is its holder's token (`info` reads it there;
+//! the mutex's value holds the lease key, waiter flag, grant time, owner and
+//! data, and no token, which Lua 5.1 could only write through `string.format`).
 //!
 //! **Waking waiters: pub/sub on a per-resource channel**, not keyspace
 //! notifications: those need `notify-keyspace-events` in the server's
