@@ -1097,10 +1097,7 @@ impl DynamoStore {
             .expression_attribute_values(":one", n(1))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .customize()
-            .config_override(
-                aws_sdk_dynamodb::config::Builder::default()
-                    .retry_config(aws_config::retry::RetryConfig::disabled()),
-            )
+            .config_override(no_sdk_retries())
             .send()
             .await
     }
@@ -1132,62 +1129,35 @@ impl DynamoStore {
         let mut pause = Duration::from_millis(50);
         let mut attempt = 1;
         loop {
-            if let Some(fence) = token {
-                let error = match self.put_release(resource, &key, fence).await {
+            let outcome = match token {
+                Some(fence) => match self.put_release(resource, &key, fence).await {
                     Ok(_) => return Ok(true),
-                    Err(error) => self.put_error(op, error),
-                };
-                let error = match error {
-                    // Still ours, but expired by our clock or not a plain mutex
-                    // any more (user attributes): remove the entry instead, now.
-                    WriteError::Condition(Some(old))
-                        if old
-                            .get(HOLDERS)
-                            .and_then(|h| h.as_m().ok())
-                            .is_some_and(|h| h.contains_key(&key)) =>
-                    {
-                        token = None;
-                        continue;
-                    }
-                    WriteError::Condition(_) if attempt == 1 => return Ok(false),
-                    WriteError::Condition(_) => return Err(release_unknown(resource)),
-                    WriteError::Other(error) => error,
-                };
-                if !error.is_transient() || attempt >= attempts {
-                    return Err(error);
-                }
-                attempt += 1;
-                let jittered = pause / 2 + pause.mul_f64(fastrand::f64() / 2.0);
-                tokio::time::sleep(jittered).await;
-                pause = (pause * 4).min(Duration::from_secs(2));
-                continue;
-            }
-            let mut names = names(&[("#h", HOLDERS)]);
-            names.insert("#k".to_owned(), key.clone());
-            let answer = self
-                .client()
-                .update_item()
-                .table_name(self.table())
-                .set_key(Some(self.key(resource)))
-                .update_expression("REMOVE #h.#k")
-                .condition_expression("attribute_exists(#h.#k)")
-                .set_expression_attribute_names(Some(names))
-                .return_values(ReturnValue::UpdatedOld)
-                .customize()
-                .config_override(
-                    aws_sdk_dynamodb::config::Builder::default()
-                        .retry_config(aws_config::retry::RetryConfig::disabled()),
-                )
-                .send()
-                .await;
-            let error = match answer {
-                // Held if the removed lease had not expired by our clock.
-                Ok(output) => return Ok(self.held_in(output.attributes.as_ref(), &key)),
-                Err(error) => match self.write_error(op, error) {
-                    WriteError::Condition(_) if attempt == 1 => return Ok(false),
-                    WriteError::Condition(_) => return Err(release_unknown(resource)),
-                    WriteError::Other(error) => error,
+                    Err(error) => match self.put_error(op, error) {
+                        // Still ours, but expired by our clock or not a plain
+                        // mutex any more (user attributes): remove the entry
+                        // instead, now.
+                        WriteError::Condition(Some(old))
+                            if old
+                                .get(HOLDERS)
+                                .and_then(|h| h.as_m().ok())
+                                .is_some_and(|h| h.contains_key(&key)) =>
+                        {
+                            token = None;
+                            continue;
+                        }
+                        other => other,
+                    },
                 },
+                None => match self.remove_entry(resource, &key).await {
+                    // Held if the removed lease had not expired by our clock.
+                    Ok(old) => return Ok(self.held_in(old.as_ref(), &key)),
+                    Err(error) => self.write_error(op, error),
+                },
+            };
+            let error = match outcome {
+                WriteError::Condition(_) if attempt == 1 => return Ok(false),
+                WriteError::Condition(_) => return Err(release_unknown(resource)),
+                WriteError::Other(error) => error,
             };
             if !error.is_transient() || attempt >= attempts {
                 return Err(error);
@@ -1198,6 +1168,38 @@ impl DynamoStore {
             pause = (pause * 4).min(Duration::from_secs(2));
         }
     }
+
+    /// `REMOVE dl_holders.#key` if the entry exists; the entry as it was.
+    async fn remove_entry(
+        &self,
+        resource: &str,
+        key: &str,
+    ) -> std::result::Result<
+        Option<HashMap<String, AttributeValue>>,
+        SdkError<UpdateItemError, HttpResponse>,
+    > {
+        let mut names = names(&[("#h", HOLDERS)]);
+        names.insert("#k".to_owned(), key.to_owned());
+        self.client()
+            .update_item()
+            .table_name(self.table())
+            .set_key(Some(self.key(resource)))
+            .update_expression("REMOVE #h.#k")
+            .condition_expression("attribute_exists(#h.#k)")
+            .set_expression_attribute_names(Some(names))
+            .return_values(ReturnValue::UpdatedOld)
+            .customize()
+            .config_override(no_sdk_retries())
+            .send()
+            .await
+            .map(|output| output.attributes)
+    }
+}
+
+/// Release retries itself (see [`DynamoStore::release_key`]), not through the SDK.
+fn no_sdk_retries() -> aws_sdk_dynamodb::config::Builder {
+    aws_sdk_dynamodb::config::Builder::default()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
 }
 
 /// A retried release found the lease gone: the first attempt may have ended it.

@@ -34,6 +34,8 @@ pub(crate) struct Proxy {
     pub(crate) seen: Arc<AtomicU64>,
     /// Requests that reached the store.
     pub(crate) forwarded: Arc<AtomicU64>,
+    /// The operation (`X-Amz-Target` after the dot) of every request received.
+    operations: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
@@ -45,6 +47,7 @@ impl Proxy {
             faults: Arc::default(),
             seen: Arc::default(),
             forwarded: Arc::default(),
+            operations: Arc::default(),
         };
         let shared = proxy.clone();
         tokio::spawn(async move {
@@ -75,10 +78,26 @@ impl Proxy {
         self.seen.load(Ordering::SeqCst)
     }
 
+    /// Requests of one operation (`"PutItem"`) received so far.
+    pub(crate) fn seen_of(&self, operation: &str) -> usize {
+        let operations = self.operations.lock().unwrap();
+        operations.iter().filter(|o| *o == operation).count()
+    }
+
     async fn serve(&self, mut conn: TcpStream, upstream: SocketAddr) {
         let Some(request) = read_request(&mut conn).await else {
             return;
         };
+        let operation = String::from_utf8_lossy(&request)
+            .lines()
+            .take_while(|line| !line.is_empty())
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("x-amz-target")
+                    .then(|| value.trim().rsplit('.').next().unwrap_or("").to_owned())
+            })
+            .unwrap_or_default();
+        self.operations.lock().unwrap().push(operation);
         self.seen.fetch_add(1, Ordering::SeqCst);
         let fault = self
             .faults
