@@ -250,7 +250,8 @@ where
             }
         },
         || {
-            let (waiter, options, resource) = (waiter.clone(), waiting.clone(), resource.to_owned());
+            let (waiter, options, resource) =
+                (waiter.clone(), waiting.clone(), resource.to_owned());
             async move {
                 let lock = waiter.lock(&resource, &options).await.ok()?;
                 let at = Instant::now();
@@ -391,6 +392,7 @@ pub async fn refresh_calls<S: Store>(
 /// Build with [`Tiers::new`], adjust with the `with_*` methods, then [`Tiers::run`].
 #[derive(Debug, Clone)]
 pub struct Tiers {
+    full: bool,
     duration: Duration,
     tasks: Vec<usize>,
     held: Vec<usize>,
@@ -404,14 +406,19 @@ impl Tiers {
     /// The tiers when `full` ([`full_run`]): 1 s of throughput with
     /// 1 / 16 / 64 tasks, refresh holding 10 / 1,000 / 10,000 locks with a 3 s
     /// TTL. Otherwise a check that runs in seconds: 100 ms with 1 / 16 tasks,
-    /// 10 locks held.
+    /// 10 locks held with a short TTL.
     pub fn new(full: bool) -> Self {
         let (duration, tasks, held) = if full {
-            (Duration::from_secs(1), vec![1, 16, 64], vec![10, 1_000, 10_000])
+            (
+                Duration::from_secs(1),
+                vec![1, 16, 64],
+                vec![10, 1_000, 10_000],
+            )
         } else {
             (Duration::from_millis(100), vec![1, 16], vec![10])
         };
         Tiers {
+            full,
             duration,
             tasks,
             held,
@@ -440,8 +447,10 @@ impl Tiers {
         self
     }
 
-    /// The TTL of held locks (they are refreshed every TTL / 3); a refresh
-    /// tier takes 1.5 TTL plus the time to take and release the locks.
+    /// The TTL of held locks (they are refreshed every TTL / 3; 3 s by
+    /// default); a refresh tier takes 1.5 TTL plus the time to take and
+    /// release the locks. A quick run uses the shortest TTL the holder
+    /// accepts, at least 300 ms, instead.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -469,7 +478,8 @@ impl Tiers {
     /// Measure throughput on `lockers` (distinct keys, then one hot key, per
     /// task count) and refresh cost on `holder` counted by `requests` (see
     /// [`refresh_requests`]), adding one row per tier to `report` and, where
-    /// 10,000 locks were held, its `refresh_requests_10k`.
+    /// 10,000 locks were held, its `refresh_requests_10k`. Each locker cycles
+    /// once first, to open its connection.
     pub async fn run<S: Store>(
         &self,
         report: &mut Report,
@@ -478,6 +488,10 @@ impl Tiers {
         requests: impl Fn(&StoreLocker<S>) -> u64,
     ) {
         let prefix = &self.prefix;
+        let warm = LockOptions::new().manual_refresh();
+        for locker in lockers {
+            cycle(&**locker, &format!("{prefix}/warm"), &warm).await;
+        }
         for &tasks in &self.tasks {
             let distinct = throughput(lockers, tasks, false, self.duration, prefix).await;
             let hot = throughput(lockers, tasks, true, self.duration, prefix).await;
@@ -486,21 +500,22 @@ impl Tiers {
                 format!("{distinct:.0} / {hot:.0} grants/s"),
             );
         }
+        let ttl = if self.full {
+            self.ttl
+        } else {
+            holder
+                .capabilities()
+                .min_ttl
+                .max(Duration::from_millis(300))
+        };
         for &count in &self.held {
-            let measured = refresh_requests(
-                holder,
-                count,
-                self.ttl,
-                self.concurrency,
-                prefix,
-                &requests,
-            )
-            .await;
+            let measured =
+                refresh_requests(holder, count, ttl, self.concurrency, prefix, &requests).await;
             report.row(
                 format!(
                     "refresh: {} per interval ({:?}) holding {count} locks",
                     self.counting,
-                    self.ttl / 3
+                    ttl / 3
                 ),
                 match &measured {
                     Ok(n) => format!("{n:.1}"),
