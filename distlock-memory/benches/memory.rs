@@ -94,7 +94,8 @@ async fn handoffs(samples: usize) -> (Latencies, Latencies) {
     let store = MemoryStore::new();
     let holder = store.locker();
     let waiter: Arc<dyn Locker> = Arc::new(store.locker());
-    let ours = distlock_bench::handoff(&holder, waiter, "bench/handoff", samples, pause(settle)).await;
+    let ours =
+        distlock_bench::handoff(&holder, waiter, "bench/handoff", samples, pause(settle)).await;
     let mutex = Arc::new(tokio::sync::Mutex::new(()));
     let raw = distlock_bench::handoff_with(
         samples,
