@@ -392,7 +392,6 @@ pub async fn refresh_calls<S: Store>(
 /// Build with [`Tiers::new`], adjust with the `with_*` methods, then [`Tiers::run`].
 #[derive(Debug, Clone)]
 pub struct Tiers {
-    full: bool,
     duration: Duration,
     tasks: Vec<usize>,
     held: Vec<usize>,
@@ -406,23 +405,21 @@ impl Tiers {
     /// The tiers when `full` ([`full_run`]): 1 s of throughput with
     /// 1 / 16 / 64 tasks, refresh holding 10 / 1,000 / 10,000 locks with a 3 s
     /// TTL. Otherwise a check that runs in seconds: 100 ms with 1 / 16 tasks,
-    /// 10 locks held with a short TTL.
+    /// 10 locks held with a 600 ms TTL.
     pub fn new(full: bool) -> Self {
-        let (duration, tasks, held) = if full {
-            (
-                Duration::from_secs(1),
-                vec![1, 16, 64],
-                vec![10, 1_000, 10_000],
-            )
+        let (duration, tasks, held, ttl) = if full {
+            let held = vec![10, 1_000, 10_000];
+            let ttl = Duration::from_secs(3);
+            (Duration::from_secs(1), vec![1, 16, 64], held, ttl)
         } else {
-            (Duration::from_millis(100), vec![1, 16], vec![10])
+            let ttl = Duration::from_millis(600);
+            (Duration::from_millis(100), vec![1, 16], vec![10], ttl)
         };
         Tiers {
-            full,
             duration,
             tasks,
             held,
-            ttl: Duration::from_secs(3),
+            ttl,
             concurrency: 16,
             counting: "store calls".to_owned(),
             prefix: "bench/tiers".to_owned(),
@@ -447,10 +444,8 @@ impl Tiers {
         self
     }
 
-    /// The TTL of held locks (they are refreshed every TTL / 3; 3 s by
-    /// default); a refresh tier takes 1.5 TTL plus the time to take and
-    /// release the locks. A quick run uses the shortest TTL the holder
-    /// accepts, at least 300 ms, instead.
+    /// The TTL of held locks (they are refreshed every TTL / 3); a refresh
+    /// tier takes 1.5 TTL plus the time to take and release the locks.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -500,22 +495,15 @@ impl Tiers {
                 format!("{distinct:.0} / {hot:.0} grants/s"),
             );
         }
-        let ttl = if self.full {
-            self.ttl
-        } else {
-            holder
-                .capabilities()
-                .min_ttl
-                .max(Duration::from_millis(300))
-        };
+        let ttl = self.ttl;
         for &count in &self.held {
             let measured =
                 refresh_requests(holder, count, ttl, self.concurrency, prefix, &requests).await;
             report.row(
                 format!(
-                    "refresh: {} per interval ({:?}) holding {count} locks",
+                    "refresh: {} per interval ({} ms) holding {count} locks",
                     self.counting,
-                    ttl / 3
+                    (ttl / 3).as_millis()
                 ),
                 match &measured {
                     Ok(n) => format!("{n:.1}"),

@@ -222,7 +222,11 @@ async fn section(name: &str, url: &str, full: bool) -> Report {
         .await
         .locker();
     Tiers::new(full)
-        .with_ttl(Duration::from_secs(6))
+        .with_ttl(if full {
+            Duration::from_secs(6)
+        } else {
+            Duration::from_millis(600)
+        })
         .counting("statements")
         .with_prefix(format!("bench/tiers/{name}"))
         .run(&mut report, &lockers, &holder, |l| l.refresh_stats().calls)
