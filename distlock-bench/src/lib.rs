@@ -569,6 +569,16 @@ impl Report {
         self.row(measure, value)
     }
 
+    /// A row with `ours / base` (median of per-round ratios).
+    pub fn ratio(
+        &mut self,
+        measure: impl Into<String>,
+        ours: &Timings,
+        base: &Timings,
+    ) -> &mut Self {
+        self.row(measure, format!("{:.3}×", ours.ratio(base)))
+    }
+
     /// The headline: distlock's cycle against the raw client and (if any) the
     /// peer, with a row each (p50 / p99, per-round ratios).
     pub fn cycle(

@@ -198,10 +198,7 @@ async fn main() {
             peer_one_lease,
             &[("raw", raw)],
         )
-        .row(
-            "distlock / lock RPC with one lease",
-            format!("{:.3}×", ours.ratio(peer_one_lease)),
-        )
+        .ratio("distlock / lock RPC with one lease", ours, peer_one_lease)
         .row("etcd write (one put) p50 / p99", write.p50_p99())
         .handoff(
             &ours_handoff,

@@ -231,16 +231,13 @@ async fn main() {
     let mut report = Report::new("redis");
     report
         .cycle(ours, raw, Some(("rslock 0.10 lock + unlock", peer)))
-        .timing("distlock, auto refresh", ours_auto, &[("raw", raw)])
         .timing(
             "script floor: SET NX PX inside a script + compare-and-delete",
             floor,
             &[("raw", raw)],
         )
-        .row(
-            "distlock / script floor",
-            format!("{:.3}×", ours.ratio(floor)),
-        )
+        .ratio("distlock / script floor", ours, floor)
+        .timing("distlock, auto refresh", ours_auto, &[("raw", raw)])
         .row(
             format!("PING p50 hot / after {IDLE:?} idle"),
             format!("{:.1} / {idle_rtt:.1} µs", hot.us(0.5)),
