@@ -497,6 +497,7 @@ impl Tiers {
         }
         let ttl = self.ttl;
         for &count in &self.held {
+            let started = Instant::now();
             let measured =
                 refresh_requests(holder, count, ttl, self.concurrency, prefix, &requests).await;
             report.row(
@@ -506,7 +507,10 @@ impl Tiers {
                     (ttl / 3).as_millis()
                 ),
                 match &measured {
-                    Ok(n) => format!("{n:.1}"),
+                    Ok(n) => format!(
+                        "{n:.1} ({:.0} s to take, hold and release)",
+                        started.elapsed().as_secs_f64()
+                    ),
                     Err(why) => format!("na: {why}"),
                 },
             );
