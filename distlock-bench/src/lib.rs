@@ -363,7 +363,11 @@ pub async fn refresh_requests<S: Store>(
             if lost == 0 {
                 Ok(end.saturating_sub(start) as f64 / 3.0)
             } else {
-                Err(format!("{lost} lock(s) lost while held"))
+                let stats = locker.refresh_stats();
+                Err(format!(
+                    "{lost} lock(s) lost while held ({} refresh calls had renewed {} leases and found {} lost)",
+                    stats.calls, stats.renewed, stats.lost
+                ))
             }
         }
     };
@@ -667,4 +671,60 @@ impl Report {
 /// quick check (`cargo test --benches`).
 pub fn full_run() -> bool {
     std::env::args().any(|a| a == "--bench")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code
+
+    use super::*;
+
+    #[test]
+    fn percentile_is_nearest_rank_and_nan_when_empty() {
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 0.5), 2.0);
+        assert_eq!(percentile(&[3.0, 1.0, 2.0, 4.0], 1.0), 4.0);
+        assert!(percentile(&[], 0.5).is_nan());
+    }
+
+    #[test]
+    fn median_ratio_pairs_rounds() {
+        // Drift doubles both sides in round 2: the per-round ratio stays 2.
+        assert_eq!(median_ratio(&[2.0, 4.0, 2.0], &[1.0, 2.0, 1.0]), 2.0);
+    }
+
+    #[tokio::test]
+    async fn interleave_times_every_contender_each_round() {
+        let mut calls = [0u32; 2];
+        let (a, b) = calls.split_at_mut(1);
+        let timings = {
+            let mut sides = [
+                op(|| {
+                    a[0] += 1;
+                    async {}
+                }),
+                op(|| {
+                    b[0] += 1;
+                    async {}
+                }),
+            ];
+            interleave(3, 4, &mut sides).await
+        };
+        assert_eq!(calls, [12, 12]);
+        assert!(
+            timings
+                .iter()
+                .all(|t| t.ops.len() == 12 && t.rounds.len() == 3)
+        );
+    }
+
+    #[test]
+    fn report_line_says_na_for_what_was_not_measured() {
+        let mut report = Report::new("x");
+        report.headline(1.234, None, Some(f64::NAN)).row("a", "b");
+        let out = report.render();
+        assert!(out.contains("| a | b |"));
+        assert!(out.ends_with(
+            "bench x: cycle_us_p50=1.23 raw_ratio=na peer_ratio=na handoff_us_p50=na refresh_requests_10k=na\n"
+        ));
+    }
 }

@@ -1,5 +1,6 @@
 //! Redis backend benchmark, against the same `redis-server`, in one run,
-//! interleaved in shuffled order so that machine noise hits every side alike:
+//! interleaved (the order rotating each round) so that machine noise hits
+//! every side alike:
 //!
 //! - distlock `try_lock` + `release` (one script each), manual and auto refresh;
 //! - **raw**: the client doing the minimal same work: `SET key token NX PX` +
@@ -12,8 +13,9 @@
 //! Ratios are taken per round (same moment, same noise), then their median.
 //! Then: the round trip (`PING`) hot and after 3 ms idle (the handoff's
 //! situation), raw pub/sub delivery, the handoff (release → a blocked waiter of
-//! another client holds) for distlock and rslock, and store calls per refresh
-//! interval with 10,000 held locks.
+//! another client holds) for distlock and rslock, throughput with 1 / 16 / 64
+//! tasks on distinct keys and one hot key, and store calls per refresh interval
+//! while holding 10 / 1,000 / 10,000 locks.
 //!
 //! `cargo bench -p distlock-redis` with `DISTLOCK_REDIS_URL` set (from
 //! `eval "$(scripts/services up redis)"`); without `--bench` (as
