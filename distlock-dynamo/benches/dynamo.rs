@@ -6,7 +6,11 @@
 //!   `dynamodb-lease` crate (`try_acquire` + `release`);
 //! - handoff: release → a waiting `lock()` holds (distlock polls with backoff;
 //!   dynamodb-lease's `acquire` polls every `acquire_cooldown`, 1 s by default);
-//! - heartbeat: requests one refresh of 1,000 held locks costs.
+//! - throughput with 1 / 16 / 64 tasks on distinct keys and one hot key;
+//! - requests per refresh interval while holding 10 / 100 locks (auto
+//!   refresh), and 1,000 (the heartbeat: one refresh round of all of them,
+//!   timed: the emulator takes tens of seconds, longer than auto refresh can
+//!   wait); 10,000 would take it many minutes a round: reported `na`.
 //!
 //! `cargo bench -p distlock-dynamo` prints a table and one line for scripts:
 //! `bench dynamodb: cycle_us_p50=… raw_ratio=… peer_ratio=… handoff_us_p50=… refresh_requests_10k=…`
@@ -19,33 +23,13 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
     ScalarAttributeType, TimeToLiveSpecification,
 };
+use distlock_bench::{Report, Tiers, cycle, handoff, handoff_with, interleave, op, pause};
 use distlock_core::{Handler, LockOptions, Locker, RefreshRequest, Store};
 use distlock_dynamo::{DynamoConfig, DynamoConnector, DynamoStore};
 
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    samples[((samples.len() - 1) as f64 * p).round() as usize]
-}
-
-fn us(since: Instant) -> f64 {
-    since.elapsed().as_nanos() as f64 / 1000.0
-}
-
-async fn ours(locker: &dyn Locker, options: &LockOptions, out: &mut Vec<f64>) {
-    let started = Instant::now();
-    let lock = locker
-        .try_lock("bench/cycle", options)
-        .await
-        .unwrap()
-        .unwrap();
-    lock.release().await.unwrap();
-    out.push(us(started));
-}
-
 /// The minimal same work with the SDK: put if absent, delete if still ours.
-async fn raw(client: &aws_sdk_dynamodb::Client, table: &str, out: &mut Vec<f64>) {
+async fn raw(client: &aws_sdk_dynamodb::Client, table: &str) {
     let owner = format!("{:032x}", fastrand::u128(..));
-    let started = Instant::now();
     client
         .put_item()
         .table_name(table)
@@ -65,14 +49,11 @@ async fn raw(client: &aws_sdk_dynamodb::Client, table: &str, out: &mut Vec<f64>)
         .send()
         .await
         .unwrap();
-    out.push(us(started));
 }
 
-async fn peer(client: &dynamodb_lease::Client, out: &mut Vec<f64>) {
-    let started = Instant::now();
+async fn peer(client: &dynamodb_lease::Client) {
     let lease = client.try_acquire("bench/peer").await.unwrap().unwrap();
     lease.release().await.unwrap();
-    out.push(us(started));
 }
 
 /// The table dynamodb-lease expects: hash key `key`, TTL on `lease_expiry`.
@@ -113,68 +94,39 @@ async fn peer_table(client: &aws_sdk_dynamodb::Client, table: &str) {
         .unwrap();
 }
 
-/// Release → the blocked waiter holds, in µs.
-async fn handoff(holder: &dyn Locker, waiter: Arc<dyn Locker>, samples: usize) -> Vec<f64> {
-    let options = LockOptions::new()
-        .with_ttl(Duration::from_secs(30))
-        .manual_refresh();
-    let mut out = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let lock = holder
-            .try_lock("bench/handoff", &options)
-            .await
-            .unwrap()
-            .unwrap();
-        let waiting = {
-            let waiter = waiter.clone();
-            let options = options.clone().wait_forever();
-            tokio::spawn(async move {
-                let lock = waiter.lock("bench/handoff", &options).await.unwrap();
-                let at = Instant::now();
-                lock.release().await.unwrap();
-                at
-            })
-        };
-        // Let the waiter reach its backoff (not a fresh first attempt).
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let released = Instant::now();
-        lock.release().await.unwrap();
-        let acquired = waiting.await.unwrap();
-        out.push(acquired.saturating_duration_since(released).as_nanos() as f64 / 1000.0);
-    }
-    out
-}
-
-/// `waiter` is a separate client: within one client, dynamodb-lease hands a
-/// lease over through a local mutex without asking the store.
+/// dynamodb-lease's handoff. `waiter` is a separate client: within one
+/// client, dynamodb-lease hands a lease over through a local mutex without
+/// asking the store.
 async fn peer_handoff(
     client: &dynamodb_lease::Client,
     waiter: &dynamodb_lease::Client,
     samples: usize,
-) -> Vec<f64> {
-    let mut out = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let lease = client.try_acquire("bench/handoff").await.unwrap().unwrap();
-        let waiting = {
-            let client = waiter.clone();
-            tokio::spawn(async move {
-                let lease = client.acquire("bench/handoff").await.unwrap();
+) -> distlock_bench::Latencies {
+    handoff_with(
+        samples,
+        || async {
+            let lease = client.try_acquire("bench/handoff").await.ok()??;
+            Some(async move { lease.release().await.unwrap() })
+        },
+        || {
+            let waiter = waiter.clone();
+            async move {
+                let lease = waiter.acquire("bench/handoff").await.ok()?;
                 let at = Instant::now();
                 lease.release().await.unwrap();
-                at
-            })
-        };
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let released = Instant::now();
-        lease.release().await.unwrap();
-        let acquired = waiting.await.unwrap();
-        out.push(acquired.saturating_duration_since(released).as_nanos() as f64 / 1000.0);
-    }
-    out
+                Some(at)
+            }
+        },
+        pause(SETTLE),
+    )
+    .await
 }
 
-/// Requests one `Store::refresh` of `count` held leases sends.
-async fn refresh_requests(config: &DynamoConfig, count: usize) -> (u64, Duration) {
+/// Let a waiter reach its backoff (not a fresh first attempt).
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Requests one `Store::refresh` of `count` held leases sends (a heartbeat).
+async fn heartbeat(config: &DynamoConfig, count: usize) -> (u64, Duration) {
     let mut config = config.clone();
     config.table = format!("{}-refresh", config.table);
     // moto copies the whole table for every transaction: give it time.
@@ -217,16 +169,12 @@ async fn refresh_requests(config: &DynamoConfig, count: usize) -> (u64, Duration
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing: run short then.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let Ok(url) = std::env::var("DISTLOCK_DYNAMO_URL") else {
-        println!(
-            "bench dynamodb: SKIPPED: DISTLOCK_DYNAMO_URL is not set; run \
-             `eval \"$(scripts/services up dynamo)\"` first"
-        );
+    let full = distlock_bench::full_run();
+    // moto takes ~9 ms a cycle: fewer samples than the other backends.
+    let (rounds, batch) = if full { (12, 25) } else { (2, 3) };
+    let Some(url) = distlock_core::conformance::service_url("DISTLOCK_DYNAMO_URL") else {
         return;
     };
-    let (rounds, per_round) = if quick { (2, 3) } else { (12, 25) };
     let (mut config, _) =
         DynamoConnector::config_from_url(&url::Url::parse(&url).unwrap()).unwrap();
     config.table = format!("distlock-bench-{:08x}", fastrand::u32(..));
@@ -236,95 +184,140 @@ async fn main() {
     let client = store.client().clone();
     let peer_table_name = format!("{}-peer", config.table);
     peer_table(&client, &peer_table_name).await;
-    let peer_client = dynamodb_lease::Client::builder()
-        .table_name(&peer_table_name)
-        .lease_ttl_seconds(30)
-        .build_and_check_db(client.clone())
-        .await
-        .unwrap();
+    let peer_client = |client: aws_sdk_dynamodb::Client| {
+        dynamodb_lease::Client::builder()
+            .table_name(&peer_table_name)
+            .lease_ttl_seconds(30)
+            .build_and_check_db(client)
+    };
+    let peer_client = peer_client(client.clone()).await.unwrap();
     let manual = LockOptions::new()
         .with_ttl(Duration::from_secs(30))
         .manual_refresh();
 
-    // Warm up connections and the emulator's code paths.
-    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..3 {
-        ours(&locker, &manual, &mut a).await;
-        raw(&client, &config.table, &mut b).await;
-        peer(&peer_client, &mut c).await;
-    }
-    let (mut ours_us, mut raw_us, mut peer_us) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 0..rounds {
-        let mut order = [0, 1, 2];
-        fastrand::shuffle(&mut order);
-        for which in order {
-            for _ in 0..per_round {
-                match which {
-                    0 => ours(&locker, &manual, &mut ours_us).await,
-                    1 => raw(&client, &config.table, &mut raw_us).await,
-                    _ => peer(&peer_client, &mut peer_us).await,
-                }
-            }
-        }
-        let _ = round;
-    }
-    let cycle = percentile(&mut ours_us, 0.5);
-    let raw_cycle = percentile(&mut raw_us, 0.5);
-    let peer_cycle = percentile(&mut peer_us, 0.5);
+    let timings = {
+        let (locker, manual, client, table) = (&locker, &manual, &client, &config.table);
+        let peer_client = &peer_client;
+        let mut sides = [
+            op(move || async move { assert!(cycle(locker, "bench/cycle", manual).await) }),
+            op(move || raw(client, table)),
+            op(move || peer(peer_client)),
+        ];
+        // Warm up connections and the emulator's code paths.
+        interleave(1, 3, &mut sides).await;
+        interleave(rounds, batch, &mut sides).await
+    };
+    let [ours, raw, peer] = &timings[..] else {
+        unreachable!()
+    };
     let requests_per_cycle = {
         let before = store.requests_sent();
-        let mut sink = Vec::new();
-        ours(&locker, &manual, &mut sink).await;
+        assert!(cycle(&locker, "bench/cycle", &manual).await);
         store.requests_sent() - before
     };
 
-    let samples = if quick { 2 } else { 15 };
+    let samples = if full { 15 } else { 2 };
     let waiter: Arc<dyn Locker> =
         Arc::new(DynamoStore::connect(config.clone()).await.unwrap().locker());
-    let mut ho = handoff(&locker, waiter, samples).await;
+    let ours_handoff = handoff(&locker, waiter, "bench/handoff", samples, pause(SETTLE)).await;
     let peer_waiter = dynamodb_lease::Client::builder()
         .table_name(&peer_table_name)
         .lease_ttl_seconds(30)
         .build_and_check_db(client.clone())
         .await
         .unwrap();
-    let mut peer_ho = peer_handoff(&peer_client, &peer_waiter, if quick { 1 } else { 8 }).await;
-    let (h50, h99) = (percentile(&mut ho, 0.5), percentile(&mut ho, 0.99));
-    let p50 = percentile(&mut peer_ho, 0.5);
+    let peer_handoff = peer_handoff(&peer_client, &peer_waiter, if full { 8 } else { 1 }).await;
 
-    let held = if quick { 200 } else { 1000 };
-    let (refresh_sent, refresh_took) = refresh_requests(&config, held).await;
+    let held = if full { 1000 } else { 50 };
+    let (heartbeat_sent, heartbeat_took) = heartbeat(&config, held).await;
+
+    let mut report = Report::new("dynamodb");
+    report
+        .cycle(
+            ours,
+            raw,
+            Some(("dynamodb-lease 0.22 try_acquire + release", peer)),
+        )
+        .row(
+            "requests per cycle: distlock / raw / dynamodb-lease",
+            format!("{requests_per_cycle} / 2 / 2"),
+        )
+        .handoff(
+            &ours_handoff,
+            "release → waiter of another client holds; polling with backoff",
+        )
+        .row(
+            "handoff p50 / p99, dynamodb-lease (acquire_cooldown 1 s)",
+            peer_handoff.p50_p99(),
+        );
+
+    // The tiers' locks live in a table of their own; moto copies the table
+    // for every transaction: give each request time.
+    let mut tiers_config = config
+        .clone()
+        .with_attempt_timeout(Duration::from_secs(300));
+    tiers_config.table = format!("{}-tiers", config.table);
+    let tiers_store = DynamoStore::connect(tiers_config.clone()).await.unwrap();
+    tiers_store.create_table().await.unwrap();
+    let mut lockers: Vec<Arc<dyn Locker>> = Vec::new();
+    for _ in 0..4 {
+        lockers.push(Arc::new(
+            DynamoStore::connect(tiers_config.clone())
+                .await
+                .unwrap()
+                .locker(),
+        ));
+    }
+    let holder = tiers_store.locker();
+    // DynamoDB's shortest TTL is 3 s (three times the clock skew allowed).
+    let mut tiers = Tiers::new(full)
+        .counting("requests")
+        .with_ttl(Duration::from_secs(3));
+    if full {
+        // The emulator renews 100 leases (one transaction) in about a second
+        // on a small table, and 1,000 in tens of seconds: auto refresh keeps
+        // up to 100 here; 1,000 is one refresh round timed directly below.
+        tiers = tiers
+            .with_duration(Duration::from_millis(500))
+            .with_held(&[10, 100])
+            .with_ttl(Duration::from_secs(15));
+    }
+    tiers
+        .run(&mut report, &lockers, &holder, |l| {
+            l.store().requests_sent()
+        })
+        .await;
+    report.row(
+        format!("refresh: requests per interval holding {held} locks (heartbeat: one refresh round of all, timed)"),
+        format!(
+            "{heartbeat_sent} ({:.1} s on this emulator; dynamodb-lease: one request per lease per extend period)",
+            heartbeat_took.as_secs_f64()
+        ),
+    );
+    if full {
+        report.row(
+            "refresh: requests per interval holding 10000 locks",
+            "na: 100 expected (100 leases per transaction), but one round would take this emulator many minutes",
+        );
+    }
+    // moto keeps every table in memory: leave it as it was.
+    for table in [
+        &config.table,
+        &peer_table_name,
+        &tiers_config.table,
+        &format!("{}-refresh", config.table),
+    ] {
+        let _ = client
+            .delete_table()
+            .table_name(table.as_str())
+            .send()
+            .await;
+    }
 
     println!(
-        "dynamodb backend on {} ({}, {rounds} interleaved rounds of {per_round} cycles each)",
+        "dynamodb backend on {} ({}, multi-thread runtime, 2 workers, {rounds} interleaved rounds of {batch} cycles per side)",
         config.endpoint.as_deref().unwrap_or("AWS"),
-        if quick { "QUICK RUN" } else { "full run" }
+        if full { "full run" } else { "QUICK RUN" }
     );
-    println!("| measure | distlock | raw SDK put + delete | dynamodb-lease 0.22 |");
-    println!("|---|---|---|---|");
-    println!(
-        "| try_lock + release (p50) | {:.0} µs ({requests_per_cycle} requests) | {:.0} µs (2 requests) | {:.0} µs (2 requests) |",
-        cycle, raw_cycle, peer_cycle
-    );
-    println!(
-        "| ratio | 1.00× | distlock / raw = {:.2}× | distlock / peer = {:.2}× |",
-        cycle / raw_cycle,
-        cycle / peer_cycle
-    );
-    println!(
-        "| handoff p50 (p99) | {:.1} ms ({:.1} ms) | | {:.1} ms (acquire_cooldown 1 s) |",
-        h50 / 1000.0,
-        h99 / 1000.0,
-        p50 / 1000.0
-    );
-    println!(
-        "| refresh of {held} held locks | {refresh_sent} requests ({:.1} s on this emulator) | | one request per lease per extend period |",
-        refresh_took.as_secs_f64()
-    );
-    let per_1k = refresh_sent as f64 * 1000.0 / held as f64;
-    println!(
-        "bench dynamodb: cycle_us_p50={cycle:.0} raw_ratio={:.2} peer_ratio={:.2} handoff_us_p50={h50:.0} refresh_requests_10k=na refresh_requests_1k={per_1k:.0}",
-        cycle / raw_cycle,
-        cycle / peer_cycle
-    );
+    print!("{}", report.render());
 }

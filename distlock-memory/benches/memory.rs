@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use distlock_bench::{Latencies, Tiers, median_ratio, pause, percentile};
 use distlock_core::{Handler, LockOptions, Locker};
 use distlock_memory::MemoryStore;
 
@@ -43,11 +44,6 @@ static ALLOCATOR: Counting = Counting;
 
 const BATCH: u32 = 20_000;
 const ROUNDS: usize = 15;
-
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    samples[((samples.len() - 1) as f64 * p).round() as usize]
-}
 
 /// The minimal work distlock's cycle does, without leases: find the name's
 /// mutex in a shared map, take it, give it back.
@@ -91,58 +87,33 @@ fn raw_ns(raw: &RawMap) -> f64 {
     started.elapsed().as_nanos() as f64 / f64::from(BATCH)
 }
 
-/// Release → blocked waiter holds, in µs.
-async fn handoff_us(samples: usize) -> Vec<f64> {
+/// Release → blocked waiter holds: distlock, and a `tokio::sync::Mutex`.
+async fn handoffs(samples: usize) -> (Latencies, Latencies) {
+    // Let the waiter reach its wait (it subscribes, tries, and sleeps).
+    let settle = Duration::from_micros(200);
     let store = MemoryStore::new();
     let holder = store.locker();
-    let waiter = Arc::new(store.locker());
-    let options = LockOptions::new().manual_refresh();
-    let mut out = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let lock = holder
-            .try_lock("bench/handoff", &options)
-            .await
-            .unwrap()
-            .unwrap();
-        let waiting = {
-            let waiter = waiter.clone();
-            let options = options.clone().wait_forever();
-            tokio::spawn(async move {
-                let lock = waiter.lock("bench/handoff", &options).await.unwrap();
-                let at = Instant::now();
-                lock.release().await.unwrap();
-                at
-            })
-        };
-        // Let the waiter reach its wait (it subscribes, tries, and sleeps).
-        tokio::time::sleep(Duration::from_micros(200)).await;
-        let released = Instant::now();
-        lock.release().await.unwrap();
-        let acquired = waiting.await.unwrap();
-        out.push(acquired.saturating_duration_since(released).as_nanos() as f64 / 1000.0);
-    }
-    out
-}
-
-async fn raw_handoff_us(samples: usize) -> Vec<f64> {
+    let waiter: Arc<dyn Locker> = Arc::new(store.locker());
+    let ours =
+        distlock_bench::handoff(&holder, waiter, "bench/handoff", samples, pause(settle)).await;
     let mutex = Arc::new(tokio::sync::Mutex::new(()));
-    let mut out = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let guard = mutex.clone().lock_owned().await;
-        let waiting = {
+    let raw = distlock_bench::handoff_with(
+        samples,
+        || async {
+            let guard = mutex.clone().lock_owned().await;
+            Some(async move { drop(guard) })
+        },
+        || {
             let mutex = mutex.clone();
-            tokio::spawn(async move {
+            async move {
                 let _guard = mutex.lock().await;
-                Instant::now()
-            })
-        };
-        tokio::time::sleep(Duration::from_micros(200)).await;
-        let released = Instant::now();
-        drop(guard);
-        let acquired = waiting.await.unwrap();
-        out.push(acquired.saturating_duration_since(released).as_nanos() as f64 / 1000.0);
-    }
-    out
+                Some(Instant::now())
+            }
+        },
+        pause(settle),
+    )
+    .await;
+    (ours, raw)
 }
 
 async fn bytes_per_lock(count: usize, options: &LockOptions) -> f64 {
@@ -178,21 +149,15 @@ async fn main() {
         ours.push(cycle_ns(&locker, &manual).await);
         ours_auto.push(cycle_ns(&locker, &auto).await);
     }
-    let cycle = percentile(&mut ours, 0.5);
-    let cycle_auto = percentile(&mut ours_auto, 0.5);
-    let raw_cycle = percentile(&mut theirs, 0.5);
+    let cycle = percentile(&ours, 0.5);
+    let cycle_auto = percentile(&ours_auto, 0.5);
+    let raw_cycle = percentile(&theirs, 0.5);
+    let raw_ratio = median_ratio(&ours, &theirs);
+    let auto_ratio = median_ratio(&ours_auto, &theirs);
 
     let samples = if full { 2000 } else { 50 };
-    let mut handoff = handoff_us(samples).await;
-    let mut raw_handoff = raw_handoff_us(samples).await;
-    let (h50, h99) = (
-        percentile(&mut handoff, 0.5),
-        percentile(&mut handoff, 0.99),
-    );
-    let (r50, r99) = (
-        percentile(&mut raw_handoff, 0.5),
-        percentile(&mut raw_handoff, 0.99),
-    );
+    let (handoff, raw_handoff) = handoffs(samples).await;
+    let h50 = handoff.us(0.5);
 
     let held = if full { 100_000 } else { 1_000 };
     let bytes_manual = bytes_per_lock(held, &manual).await;
@@ -200,65 +165,37 @@ async fn main() {
 
     let mut report = distlock_bench::Report::new("memory");
     report
-        .headline(cycle / 1000.0, cycle / raw_cycle, None)
+        .headline(cycle / 1000.0, Some(raw_ratio), None)
         .row(
             "try_lock + release, manual refresh (batch p50)",
             format!(
-                "{cycle:.0} ns (tokio::sync::Mutex in a map: {raw_cycle:.0} ns, {:.2}×)",
-                cycle / raw_cycle
+                "{cycle:.0} ns (tokio::sync::Mutex in a map: {raw_cycle:.0} ns, {raw_ratio:.2}×)"
             ),
         )
         .row(
             "try_lock + release, auto refresh (batch p50)",
-            format!(
-                "{cycle_auto:.0} ns ({:.2}× the mutex map)",
-                cycle_auto / raw_cycle
-            ),
+            format!("{cycle_auto:.0} ns ({auto_ratio:.2}× the mutex map)"),
         )
         .row(
             "handoff p50 / p99 (release → waiter holds; push wake-up)",
-            format!("{h50:.1} / {h99:.1} µs (tokio::sync::Mutex: {r50:.1} / {r99:.1} µs)"),
+            format!(
+                "{} (tokio::sync::Mutex: {})",
+                handoff.p50_p99(),
+                raw_handoff.p50_p99()
+            ),
         )
         .row(
             format!("heap per held lock ({held} held), manual / auto refresh"),
             format!("{bytes_manual:.0} / {bytes_auto:.0} B"),
         );
 
-    let duration = if full {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_millis(100)
-    };
     let lockers: Vec<Arc<dyn Locker>> = (0..4)
         .map(|_| Arc::new(store.locker()) as Arc<dyn Locker>)
         .collect();
-    for tasks in [1, 16, 64] {
-        let distinct =
-            distlock_bench::throughput(&lockers, tasks, false, duration, "bench/tp").await;
-        let hot = distlock_bench::throughput(&lockers, tasks, true, duration, "bench/tp").await;
-        report.row(
-            format!("throughput, {tasks} tasks: distinct keys / one hot key"),
-            format!("{distinct:.0} / {hot:.0} grants/s"),
-        );
-    }
-    let mut refresh_10k = None;
-    for count in [10, 1_000, 10_000] {
-        let calls = distlock_bench::refresh_calls(
-            &locker,
-            count,
-            Duration::from_millis(600),
-            "bench/refresh",
-        )
+    Tiers::new(full)
+        .with_ttl(Duration::from_millis(600))
+        .run(&mut report, &lockers, &locker, |l| l.refresh_stats().calls)
         .await;
-        report.row(
-            format!("refresh: store calls per interval holding {count} locks"),
-            calls.map_or("a lock was lost".to_owned(), |c| format!("{c:.1}")),
-        );
-        if count == 10_000 {
-            refresh_10k = calls;
-        }
-    }
-    report.refresh_10k(refresh_10k);
     report.handoff_p50(h50);
     println!(
         "memory backend, {} run, current-thread runtime",
@@ -267,7 +204,6 @@ async fn main() {
     print!("{}", report.render());
     // The memory line also carries the figures its own goals are stated in.
     println!(
-        "bench memory-detail: cycle_ns_p50={cycle:.0} mutex_map_ratio={:.2} handoff_us_p50={h50:.1} bytes_per_lock={bytes_auto:.0}",
-        cycle / raw_cycle
+        "bench memory-detail: cycle_ns_p50={cycle:.0} mutex_map_ratio={raw_ratio:.2} handoff_us_p50={h50:.1} bytes_per_lock={bytes_auto:.0}"
     );
 }

@@ -1,5 +1,6 @@
 //! Redis backend benchmark, against the same `redis-server`, in one run,
-//! interleaved in shuffled order so that machine noise hits every side alike:
+//! interleaved (the order rotating each round) so that machine noise hits
+//! every side alike:
 //!
 //! - distlock `try_lock` + `release` (one script each), manual and auto refresh;
 //! - **raw**: the client doing the minimal same work: `SET key token NX PX` +
@@ -12,8 +13,9 @@
 //! Ratios are taken per round (same moment, same noise), then their median.
 //! Then: the round trip (`PING`) hot and after 3 ms idle (the handoff's
 //! situation), raw pub/sub delivery, the handoff (release → a blocked waiter of
-//! another client holds) for distlock and rslock, and store calls per refresh
-//! interval with 10,000 held locks.
+//! another client holds) for distlock and rslock, throughput with 1 / 16 / 64
+//! tasks on distinct keys and one hot key, and store calls per refresh interval
+//! while holding 10 / 1,000 / 10,000 locks.
 //!
 //! `cargo bench -p distlock-redis` with `DISTLOCK_REDIS_URL` set (from
 //! `eval "$(scripts/services up redis)"`); without `--bench` (as
@@ -24,7 +26,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock_core::{Handler, LockOptions, Locker};
+use distlock_bench::{
+    Latencies, Report, Tiers, cycle, handoff, handoff_with, interleave, op, pause,
+};
+use distlock_core::{LockOptions, Locker};
 use distlock_redis::RedisStore;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
@@ -45,123 +50,71 @@ return redis.call("SET", KEYS[1], ARGV[1], "NX", "PX", ARGV[2])
 /// waiting by then); the idle round trip is measured after the same pause.
 const IDLE: Duration = Duration::from_millis(3);
 
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    samples[((samples.len() - 1) as f64 * p).round() as usize]
-}
-
-fn median_ratio(ours: &[f64], theirs: &[f64]) -> f64 {
-    let mut ratios: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a / b).collect();
-    percentile(&mut ratios, 0.5)
-}
-
 fn lock_token() -> String {
     format!("{:032x}", fastrand::u128(..))
 }
 
-/// µs per cycle over `batch` cycles.
-async fn ours(locker: &dyn Locker, options: &LockOptions, batch: u32) -> f64 {
-    let started = Instant::now();
-    for _ in 0..batch {
-        let lock = locker
-            .try_lock("bench/cycle", options)
-            .await
-            .unwrap()
-            .expect("free");
-        lock.release().await.unwrap();
-    }
-    started.elapsed().as_secs_f64() * 1e6 / f64::from(batch)
-}
-
-async fn raw(connection: &mut MultiplexedConnection, unlock: &redis::Script, batch: u32) -> f64 {
-    let started = Instant::now();
-    for _ in 0..batch {
-        let token = lock_token();
-        let set: Option<String> = redis::cmd("SET")
-            .arg("raw/bench/cycle")
+/// The raw client's cycle: `SET NX PX` (as a command, or inside the one-line
+/// `lock` script for the script floor) + the compare-and-delete script.
+async fn raw_cycle(
+    mut connection: MultiplexedConnection,
+    key: &str,
+    lock: Option<&redis::Script>,
+    unlock: &redis::Script,
+) {
+    let token = lock_token();
+    let set: Option<String> = match lock {
+        None => redis::cmd("SET")
+            .arg(key)
             .arg(&token)
             .arg("NX")
             .arg("PX")
             .arg(30_000)
-            .query_async(connection)
+            .query_async(&mut connection)
             .await
-            .unwrap();
-        assert!(set.is_some(), "raw lock was held");
-        let deleted: i64 = unlock
-            .key("raw/bench/cycle")
-            .arg(&token)
-            .invoke_async(connection)
-            .await
-            .unwrap();
-        assert_eq!(deleted, 1);
-    }
-    started.elapsed().as_secs_f64() * 1e6 / f64::from(batch)
-}
-
-async fn floor(
-    connection: &mut MultiplexedConnection,
-    lock: &redis::Script,
-    unlock: &redis::Script,
-    batch: u32,
-) -> f64 {
-    let started = Instant::now();
-    for _ in 0..batch {
-        let token = lock_token();
-        let set: Option<String> = lock
-            .key("floor/bench/cycle")
+            .unwrap(),
+        Some(script) => script
+            .key(key)
             .arg(&token)
             .arg(30_000)
-            .invoke_async(connection)
+            .invoke_async(&mut connection)
             .await
-            .unwrap();
-        assert!(set.is_some(), "floor lock was held");
-        let deleted: i64 = unlock
-            .key("floor/bench/cycle")
-            .arg(&token)
-            .invoke_async(connection)
-            .await
-            .unwrap();
-        assert_eq!(deleted, 1);
-    }
-    started.elapsed().as_secs_f64() * 1e6 / f64::from(batch)
+            .unwrap(),
+    };
+    assert!(set.is_some(), "{key} was held");
+    let deleted: i64 = unlock
+        .key(key)
+        .arg(&token)
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
 }
 
-async fn peer(manager: &rslock::LockManager, batch: u32) -> f64 {
-    let started = Instant::now();
-    for _ in 0..batch {
-        let lock = manager
-            .lock("rslock/bench/cycle", Duration::from_secs(30))
-            .await
-            .expect("rslock lock");
-        manager.unlock(&lock).await;
-    }
-    started.elapsed().as_secs_f64() * 1e6 / f64::from(batch)
-}
-
-/// `PING` round trips in µs, back to back or each after `idle`.
-async fn ping_us(
+/// `PING` round trips, back to back or each after `idle`.
+async fn ping(
     connection: &mut MultiplexedConnection,
     samples: usize,
     idle: Option<Duration>,
-) -> Vec<f64> {
-    let mut out = Vec::with_capacity(samples);
+) -> Latencies {
+    let mut out = Latencies::new();
     for _ in 0..samples {
         if let Some(idle) = idle {
             tokio::time::sleep(idle).await;
         }
         let started = Instant::now();
         let _: String = redis::cmd("PING").query_async(connection).await.unwrap();
-        out.push(started.elapsed().as_secs_f64() * 1e6);
+        out.record(started.elapsed());
     }
     out
 }
 
-/// `PUBLISH` sent → a plain redis-rs subscriber has the message, in µs.
-async fn raw_pubsub_us(
+/// `PUBLISH` sent → a plain redis-rs subscriber has the message.
+async fn raw_pubsub(
     client: &redis::Client,
     connection: &mut MultiplexedConnection,
     samples: usize,
-) -> Vec<f64> {
+) -> Latencies {
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub.subscribe("bench/raw-pubsub").await.unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -173,7 +126,7 @@ async fn raw_pubsub_us(
             }
         }
     });
-    let mut out = Vec::with_capacity(samples);
+    let mut out = Latencies::new();
     for _ in 0..samples {
         tokio::time::sleep(IDLE).await;
         let sent = Instant::now();
@@ -184,124 +137,52 @@ async fn raw_pubsub_us(
             .await
             .unwrap();
         let received = rx.recv().await.unwrap();
-        out.push(received.saturating_duration_since(sent).as_secs_f64() * 1e6);
+        out.record(received.saturating_duration_since(sent));
     }
     reader.abort();
     out
 }
 
-/// Release → blocked waiter (another client) holds, in µs.
-async fn handoff_us(url: &str, samples: usize) -> Vec<f64> {
-    let holder = RedisStore::connect_url(url).await.unwrap().locker();
-    let waiter = Arc::new(RedisStore::connect_url(url).await.unwrap().locker());
-    let options = LockOptions::new()
-        .with_ttl(Duration::from_secs(30))
-        .manual_refresh();
-    let mut out = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let lock = holder
-            .try_lock("bench/handoff", &options)
-            .await
-            .unwrap()
-            .unwrap();
-        let waiting = {
-            let waiter = waiter.clone();
-            let options = options.clone().wait_forever();
-            tokio::spawn(async move {
-                let lock = waiter.lock("bench/handoff", &options).await.unwrap();
-                let at = Instant::now();
-                lock.release().await.unwrap();
-                at
-            })
-        };
-        // Let the waiter reach its wait (subscribe, one attempt, sleep).
-        tokio::time::sleep(IDLE).await;
-        let released = Instant::now();
-        lock.release().await.unwrap();
-        let acquired = waiting.await.unwrap();
-        out.push(acquired.saturating_duration_since(released).as_secs_f64() * 1e6);
-    }
-    out
-}
-
-async fn peer_handoff_us(url: &str, samples: usize) -> Vec<f64> {
+/// rslock's handoff: release → a blocked `acquire_no_guard` of another manager holds.
+async fn peer_handoff(url: &str, samples: usize) -> Latencies {
     let holder = rslock::LockManager::new(vec![url]);
     let waiter = rslock::LockManager::new(vec![url]);
     let ttl = Duration::from_secs(30);
-    let mut out = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let lock = holder.lock("rslock/bench/handoff", ttl).await.unwrap();
-        let waiting = {
+    let holder = &holder;
+    handoff_with(
+        samples,
+        || async move {
+            let lock = holder.lock("rslock/bench/handoff", ttl).await.ok()?;
+            Some(async move { holder.unlock(&lock).await })
+        },
+        || {
             let waiter = waiter.clone();
-            tokio::spawn(async move {
+            async move {
                 let lock = waiter
                     .acquire_no_guard("rslock/bench/handoff", ttl)
                     .await
-                    .unwrap();
+                    .ok()?;
                 let at = Instant::now();
                 waiter.unlock(&lock).await;
-                at
-            })
-        };
-        tokio::time::sleep(IDLE).await;
-        let released = Instant::now();
-        holder.unlock(&lock).await;
-        let acquired = waiting.await.unwrap();
-        out.push(acquired.saturating_duration_since(released).as_secs_f64() * 1e6);
-    }
-    out
+                Some(at)
+            }
+        },
+        pause(IDLE),
+    )
+    .await
 }
 
-/// Store calls and leases renewed per refresh interval with `count` held locks.
-async fn refresh_calls(url: &str, count: usize) -> (u64, u64) {
-    let locker = RedisStore::connect_url(url).await.unwrap().locker();
-    let ttl = Duration::from_secs(3);
-    let options = LockOptions::new().with_ttl(ttl);
-    let mut locks = Vec::with_capacity(count);
-    for i in 0..count {
-        locks.push(
-            locker
-                .try_lock(&format!("bench/refresh/{i}"), &options)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
-    // Let the first rounds align the leases, then count three intervals (ttl/3 each).
-    tokio::time::sleep(ttl).await;
-    let start = locker.refresh_stats();
-    tokio::time::sleep(ttl).await;
-    let end = locker.refresh_stats();
-    assert!(
-        locks.iter().all(|l| !l.is_lost()),
-        "a refreshed lock was lost"
-    );
-    for lock in locks {
-        lock.release().await.unwrap();
-    }
-    (
-        (end.calls - start.calls).div_ceil(3),
-        (end.renewed - start.renewed).div_ceil(3),
-    )
+async fn new_locker(url: &str) -> Arc<dyn Locker> {
+    Arc::new(RedisStore::connect_url(url).await.unwrap().locker())
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` passes nothing: run short then.
-    let quick = !std::env::args().any(|a| a == "--bench");
-    let Some(url) = std::env::var("DISTLOCK_REDIS_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-    else {
-        if std::env::var_os("CI").is_some() {
-            panic!("DISTLOCK_REDIS_URL is not set: eval \"$(scripts/services up redis)\"");
-        }
-        eprintln!(
-            "SKIPPED: the redis bench needs DISTLOCK_REDIS_URL (eval \"$(scripts/services up redis)\")"
-        );
+    let full = distlock_bench::full_run();
+    let Some(url) = distlock_core::conformance::service_url("DISTLOCK_REDIS_URL") else {
         return;
     };
-    let (rounds, batch) = if quick { (2, 20) } else { (21, 400) };
+    let (rounds, batch) = if full { (21, 400) } else { (2, 20) };
 
     let store = RedisStore::connect_url(&url).await.unwrap();
     let locker = store.locker();
@@ -315,85 +196,82 @@ async fn main() {
     let floor_lock = redis::Script::new(FLOOR_LOCK);
     let manager = rslock::LockManager::new(vec![url.as_str()]);
 
-    // Warm up every side (connections, script caches).
-    ours(&locker, &manual, 20).await;
-    raw(&mut connection, &unlock, 20).await;
-    floor(&mut connection, &floor_lock, &unlock, 20).await;
-    peer(&manager, 20).await;
+    let timings = {
+        let (locker, manual, auto) = (&locker, &manual, &auto);
+        let (conn, unlock, floor_lock, manager) = (&connection, &unlock, &floor_lock, &manager);
+        let mut sides = [
+            op(move || async move { assert!(cycle(locker, "bench/cycle", manual).await) }),
+            op(move || async move { assert!(cycle(locker, "bench/cycle-auto", auto).await) }),
+            op(move || raw_cycle(conn.clone(), "raw/bench/cycle", None, unlock)),
+            op(move || raw_cycle(conn.clone(), "floor/bench/cycle", Some(floor_lock), unlock)),
+            op(move || async move {
+                let lock = manager
+                    .lock("rslock/bench/cycle", Duration::from_secs(30))
+                    .await
+                    .expect("rslock lock");
+                manager.unlock(&lock).await;
+            }),
+        ];
+        // Warm up every side (connections, script caches).
+        interleave(1, 20, &mut sides).await;
+        interleave(rounds, batch, &mut sides).await
+    };
+    let [ours, ours_auto, raw, floor, peer] = &timings[..] else {
+        unreachable!()
+    };
 
-    let mut sides: [Vec<f64>; 5] = Default::default();
-    for _ in 0..rounds {
-        let mut order = [0, 1, 2, 3, 4];
-        fastrand::shuffle(&mut order);
-        for side in order {
-            let us = match side {
-                0 => ours(&locker, &manual, batch).await,
-                1 => ours(&locker, &auto, batch).await,
-                2 => raw(&mut connection, &unlock, batch).await,
-                3 => floor(&mut connection, &floor_lock, &unlock, batch).await,
-                _ => peer(&manager, batch).await,
-            };
-            sides[side].push(us);
-        }
-    }
-    let [mut a, mut a_auto, mut r, mut f, mut p] = sides;
-    let raw_ratio = median_ratio(&a, &r);
-    let auto_ratio = median_ratio(&a_auto, &r);
-    let floor_ratio = median_ratio(&f, &r);
-    let ours_floor = median_ratio(&a, &f);
-    let peer_ratio = median_ratio(&a, &p);
-    let peer_raw = median_ratio(&p, &r);
-    let cycle = percentile(&mut a, 0.5);
-    let cycle_auto = percentile(&mut a_auto, 0.5);
-    let raw_cycle = percentile(&mut r, 0.5);
-    let floor_cycle = percentile(&mut f, 0.5);
-    let peer_cycle = percentile(&mut p, 0.5);
+    let samples = if full { 500 } else { 20 };
+    let hot = ping(&mut connection, samples * 4, None).await;
+    let idle = ping(&mut connection, samples, Some(IDLE)).await;
+    let idle_rtt = idle.us(0.5);
+    let pubsub = raw_pubsub(&client, &mut connection, samples).await;
+    let waiter = new_locker(&url).await;
+    let holder = new_locker(&url).await;
+    let ours_handoff = handoff(&*holder, waiter, "bench/handoff", samples, pause(IDLE)).await;
+    let peer_handoff = peer_handoff(&url, if full { 30 } else { 3 }).await;
 
-    let samples = if quick { 20 } else { 500 };
-    let mut hot = ping_us(&mut connection, samples * 4, None).await;
-    let mut idle = ping_us(&mut connection, samples, Some(IDLE)).await;
-    let (rtt, idle_rtt) = (percentile(&mut hot, 0.5), percentile(&mut idle, 0.5));
-    let mut pubsub = raw_pubsub_us(&client, &mut connection, samples).await;
-    let pubsub50 = percentile(&mut pubsub, 0.5);
-    let mut handoff = handoff_us(&url, samples).await;
-    let (h50, h99) = (
-        percentile(&mut handoff, 0.5),
-        percentile(&mut handoff, 0.99),
-    );
-    let mut peer_handoff = peer_handoff_us(&url, if quick { 3 } else { 30 }).await;
-    let (ph50, ph99) = (
-        percentile(&mut peer_handoff, 0.5),
-        percentile(&mut peer_handoff, 0.99),
-    );
-    let held = if quick { 1_000 } else { 10_000 };
-    let (calls, renewed) = refresh_calls(&url, held).await;
+    let mut report = Report::new("redis");
+    report
+        .cycle(ours, raw, Some(("rslock 0.10 lock + unlock", peer)))
+        .timing(
+            "script floor: SET NX PX inside a script + compare-and-delete",
+            floor,
+            &[("raw", raw)],
+        )
+        .ratio("distlock / script floor", ours, floor)
+        .timing("distlock, auto refresh", ours_auto, &[("raw", raw)])
+        .row(
+            format!("PING p50 hot / after {IDLE:?} idle"),
+            format!("{:.1} / {idle_rtt:.1} µs", hot.us(0.5)),
+        )
+        .row(
+            "raw pub/sub delivery p50 / p99 (PUBLISH sent → subscriber has it)",
+            pubsub.p50_p99(),
+        )
+        .handoff(
+            &ours_handoff,
+            &format!(
+                "release → waiter of another client holds; {:.2} idle RTT",
+                ours_handoff.us(0.5) / idle_rtt
+            ),
+        )
+        .row("handoff p50 / p99, rslock", peer_handoff.p50_p99());
+
+    let lockers = [
+        new_locker(&url).await,
+        new_locker(&url).await,
+        new_locker(&url).await,
+        new_locker(&url).await,
+    ];
+    let holder = RedisStore::connect_url(&url).await.unwrap().locker();
+    Tiers::new(full)
+        .counting("store calls (one round trip each)")
+        .run(&mut report, &lockers, &holder, |l| l.refresh_stats().calls)
+        .await;
 
     println!(
-        "redis backend, {} (release build, current-thread runtime, {rounds} shuffled rounds of {batch} cycles, one redis-server)",
-        if quick { "QUICK RUN" } else { "full run" }
+        "redis backend, {} (current-thread runtime, {rounds} interleaved rounds of {batch} cycles per side, one redis-server)",
+        if full { "full run" } else { "QUICK RUN" }
     );
-    println!("| measure | value |");
-    println!("|---|---|");
-    println!("| cycle p50: distlock manual / auto refresh | {cycle:.1} / {cycle_auto:.1} µs |");
-    println!(
-        "| cycle p50: raw / script floor / rslock 0.10 | {raw_cycle:.1} / {floor_cycle:.1} / {peer_cycle:.1} µs |"
-    );
-    println!("| distlock / raw (manual, auto) | {raw_ratio:.3}×, {auto_ratio:.3}× |");
-    println!(
-        "| script floor / raw; distlock / script floor | {floor_ratio:.3}×; {ours_floor:.3}× |"
-    );
-    println!("| distlock / rslock; rslock / raw | {peer_ratio:.3}×; {peer_raw:.3}× |");
-    println!("| PING p50 hot / after {IDLE:?} idle | {rtt:.1} / {idle_rtt:.1} µs |");
-    println!("| raw pub/sub delivery p50 (PUBLISH sent → subscriber has it) | {pubsub50:.1} µs |");
-    println!(
-        "| handoff p50 / p99, distlock (release → waiter holds) | {h50:.1} / {h99:.1} µs = {:.2} idle RTT |",
-        h50 / idle_rtt
-    );
-    println!("| handoff p50 / p99, rslock | {ph50:.0} / {ph99:.0} µs |");
-    println!(
-        "| refresh of {held} held locks | {calls} store calls per interval (each one round trip), {renewed} leases renewed |"
-    );
-    println!(
-        "bench redis: cycle_us_p50={cycle:.1} raw_ratio={raw_ratio:.3} peer_ratio={peer_ratio:.3} handoff_us_p50={h50:.1} refresh_requests_10k={calls}"
-    );
+    print!("{}", report.render());
 }
