@@ -47,15 +47,17 @@
 //! by a flag byte in the value). A semaphore (permits > 1) is a sorted set of
 //! lease keys scored by expiry (ms of `TIME`) with a hash of details and the
 //! permits, cleaned of expired members on each acquire. Measured in one run
-//! against the raw client (`SET NX PX` + `EVALSHA` compare-and-delete, about
-//! 50 µs per cycle on loopback here): the sorted-set layout for a mutex made
-//! the cycle 1.35–1.41× raw, the string layout 1.22–1.30×, and the floor for
-//! *any* lock whose acquire is a script (a one-line script doing only
-//! `SET NX PX`, measured by the bench in the same run) is 1.05–1.13×. The rest
-//! is what the guarantees cost inside the scripts: `INCR` for the token, `TIME`
-//! for the lock time, building the stored owner and data, checking the waiter
-//! flag (each command in a script costs 1–2 µs on this machine). So
-//! the mutex gets the string layout; every script accepts both shapes, so a
+//! against the raw client (`SET NX PX` + `EVALSHA` compare-and-delete, 50–140
+//! µs per cycle on loopback here, depending on the machine's load): the
+//! sorted-set layout for a mutex made the cycle 1.35–1.41× raw, the string
+//! layout with the token formatted into the value 1.22–1.30×, this layout
+//! 1.15–1.20×; the floor for *any* lock whose acquire is a script (a one-line
+//! script doing only `SET NX PX`, measured by the bench in the same run) is
+//! 1.03–1.10×. The rest is what the guarantees cost inside the scripts
+//! (server time per call, from `INFO commandstats`: the one-line script 5.3 µs,
+//! this acquire 7.1 µs, the earlier one 8.5 µs): `INCR` for the token, `TIME`
+//! for the grant time, the stored owner and data. So the mutex gets the
+//! string layout; every script accepts both shapes, so a
 //! request with another size is `SizeMismatch` and release and refresh need
 //! not know the size.
 //!
