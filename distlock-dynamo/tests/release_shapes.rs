@@ -6,10 +6,12 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use distlock_core::{Handler, Infoer, LockOptions};
+use distlock_dynamo::DynamoStore;
 
 const SKEW: Duration = Duration::from_millis(250);
 
@@ -17,6 +19,26 @@ fn options() -> LockOptions {
     LockOptions::new()
         .with_ttl(Duration::from_secs(30))
         .manual_refresh()
+}
+
+/// The item of `resource` as the table has it (it stays after a release).
+async fn stored(
+    store: &DynamoStore,
+    table: &str,
+    hash_key: &str,
+    resource: &str,
+) -> HashMap<String, AttributeValue> {
+    store
+        .client()
+        .get_item()
+        .table_name(table)
+        .key(hash_key, AttributeValue::S(resource.to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the item stays after release")
 }
 
 #[tokio::test]
@@ -43,17 +65,7 @@ async fn a_mutex_cycle_is_one_request_each_way_and_leaves_the_fence() {
         lock.release().await.unwrap();
         assert_eq!(store.requests_sent() - before, 1, "round {round}: release");
 
-        let item = store
-            .client()
-            .get_item()
-            .table_name(&table)
-            .key(&hash_key, AttributeValue::S("fast/one".to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-            .expect("the item stays after release");
+        let item = stored(&store, &table, &hash_key, "fast/one").await;
         assert_eq!(
             item.get("dl_fence").and_then(|f| f.as_n().ok()),
             Some(&last_token.to_string()),
@@ -98,17 +110,7 @@ async fn a_mutex_with_user_attributes_releases_by_entry_and_keeps_them() {
         2,
         "the put is refused, the entry is removed"
     );
-    let item = store
-        .client()
-        .get_item()
-        .table_name(&table)
-        .key(&hash_key, AttributeValue::S("fast/attrs".to_owned()))
-        .consistent_read(true)
-        .send()
-        .await
-        .unwrap()
-        .item
-        .unwrap();
+    let item = stored(&store, &table, &hash_key, "fast/attrs").await;
     assert_eq!(
         item.get("colour")
             .and_then(|c| c.as_s().ok())
