@@ -150,6 +150,10 @@ pub(crate) struct Figures {
     pub(crate) stale_writes: usize,
     pub(crate) stale_rejected: usize,
     pub(crate) overlaps: usize,
+    /// Each overlap: both windows, for reading a failed run.
+    pub(crate) overlap_details: Vec<String>,
+    /// From the first overlapping window's start to the last's grant (ns).
+    pub(crate) overlap_span: Option<(u64, u64)>,
     pub(crate) forced_losses: usize,
     pub(crate) lost_lead_min_ms: Option<f64>,
     pub(crate) lost_lead_p50_ms: Option<f64>,
@@ -244,6 +248,20 @@ impl History {
                 }
                 if a.holder != b.holder || a.token != b.token {
                     figures.overlaps += 1;
+                    let (from, to) = figures.overlap_span.unwrap_or((a.start, b.start));
+                    figures.overlap_span = Some((from.min(a.start), to.max(b.start)));
+                    figures.overlap_details.push(format!(
+                        "  OVERLAP: holder {} token {} held from {:.3} to {:.3} ms (ended by {:?}); \
+                         holder {} token {} granted at {:.3} ms",
+                        a.holder,
+                        a.token,
+                        ms(i128::from(a.start)),
+                        ms(i128::from(a.end)),
+                        a.ended_by,
+                        b.holder,
+                        b.token,
+                        ms(i128::from(b.start)),
+                    ));
                 }
             }
         }
@@ -342,7 +360,11 @@ impl Figures {
                 opt(self.kill_regrant_p50_ms),
                 opt(self.kill_regrant_max_ms)
             ),
+            format!("  overlaps={} leaks={}", self.overlaps, self.leaks),
         ]
+        .into_iter()
+        .chain(self.overlap_details.iter().cloned())
+        .collect()
     }
 
     /// Whether the run kept every promise.
@@ -355,6 +377,11 @@ impl History {
     /// Every event, write and fault, one per line in time order, for reading a
     /// failed run after the fact.
     pub(crate) fn dump(&self) -> String {
+        self.dump_between(0, u64::MAX)
+    }
+
+    /// The lines of [`Self::dump`] from `from` to `to` (ns).
+    pub(crate) fn dump_between(&self, from: u64, to: u64) -> String {
         let mut lines: Vec<(u64, String)> = Vec::new();
         lines.extend(self.events.iter().map(|e| (e.at, e.to_string())));
         lines.extend(self.writes.iter().map(|w| {
@@ -372,6 +399,7 @@ impl History {
                 format!("FAULT {} {} forces_loss={}", f.kind, f.at, f.forces_loss),
             )
         }));
+        lines.retain(|(at, _)| (from..=to).contains(at));
         lines.sort_by_key(|(at, _)| *at);
         lines.into_iter().map(|(_, l)| l + "\n").collect()
     }

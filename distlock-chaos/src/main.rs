@@ -206,6 +206,17 @@ async fn run() -> ExitCode {
                 if !figures.safe() {
                     safe = false;
                     println!("  FAILED: a promise was broken (see the figures above)");
+                    if let Some((from, to)) = figures.overlap_span {
+                        // What happened around it, one second either side.
+                        let second = 1_000_000_000;
+                        println!("  history around the overlap (ns since the run began):");
+                        for line in history
+                            .dump_between(from.saturating_sub(second), to.saturating_add(second))
+                            .lines()
+                        {
+                            println!("    {line}");
+                        }
+                    }
                 }
                 summaries.push(figures.summary(backend));
             } else {
