@@ -281,11 +281,13 @@ pub(crate) async fn run(config: &RunConfig, fenced: bool) -> History {
                 slot.link.dead.store(true, Ordering::SeqCst);
                 slot.task.abort();
                 let _ = slot.task.await;
+                // Stamped once it is dead: a grant it saw after the fault was
+                // chosen must end here, not stay open.
                 let _ = events_tx.send(Event {
                     kind: Kind::Kill,
                     holder: slot.id,
                     token: slot.holding.load(Ordering::SeqCst),
-                    at,
+                    at: now_ns(),
                 });
                 holders.push(spawn(next_id));
                 next_id += 1;

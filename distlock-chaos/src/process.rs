@@ -244,11 +244,13 @@ pub(crate) async fn run(
                 let mut dead = holders.swap_remove(index);
                 let _ = dead.child.start_kill();
                 let _ = dead.child.wait().await;
+                // Stamped once it is dead, not when the fault was chosen: a
+                // grant it saw in between must end here, not stay open.
                 events.push(Event {
                     kind: Kind::Kill,
                     holder: dead.id,
                     token,
-                    at,
+                    at: now_ns(),
                 });
                 holders.push(
                     spawn_holder(
