@@ -54,8 +54,9 @@
 //! 1.15–1.20×; the floor for *any* lock whose acquire is a script (a one-line
 //! script doing only `SET NX PX`, measured by the bench in the same run) is
 //! 1.03–1.10×. The rest is what the guarantees cost inside the scripts
-//! (server time per call, from `INFO commandstats`: the one-line script 5.3 µs,
-//! this acquire 7.1 µs, the earlier one 8.5 µs): `INCR` for the token, `TIME`
+//! (server time per call, best of 5 × 20,000 from `INFO commandstats`, two
+//! sessions: the one-line script 3.7–5.3 µs, this acquire 6.2–6.7 µs, the
+//! earlier one 8.5–9.2 µs): `INCR` for the token, `TIME`
 //! for the grant time, the stored owner and data. So the mutex gets the
 //! string layout; every script accepts both shapes, so a
 //! request with another size is `SizeMismatch` and release and refresh need
