@@ -176,41 +176,46 @@ fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
 }
 
 impl History {
+    /// One window per grant: from the grant until its own Lost or Release
+    /// (matched by holder and token, wherever it falls in time: a grant that
+    /// came back already lost has its Lost stamped before its Grant, and then
+    /// never held), the holder's kill, or its next grant, whichever is first.
     fn windows(&self, run_end: u64) -> Vec<Window> {
-        let mut open: HashMap<u32, Window> = HashMap::new();
-        let mut done = Vec::new();
         let mut events = self.events.clone();
         events.sort_by_key(|e| e.at);
-        for event in events {
-            match event.kind {
-                Kind::Grant => {
-                    if let Some(previous) = open.insert(
-                        event.holder,
-                        Window {
-                            holder: event.holder,
-                            token: event.token,
-                            start: event.at,
-                            end: run_end,
-                            ended_by: None,
-                        },
-                    ) {
-                        done.push(previous);
-                    }
-                }
-                Kind::Lost | Kind::Release | Kind::Kill => {
-                    if let Some(mut window) = open.remove(&event.holder) {
-                        if event.kind == Kind::Kill || window.token == event.token {
-                            window.end = event.at.min(window.end);
-                            window.ended_by = Some(event.kind);
-                            done.push(window);
-                        } else {
-                            open.insert(event.holder, window);
-                        }
-                    }
-                }
+        let mut closes: HashMap<(u32, u64), (u64, Kind)> = HashMap::new();
+        for e in &events {
+            if matches!(e.kind, Kind::Lost | Kind::Release) {
+                closes.entry((e.holder, e.token)).or_insert((e.at, e.kind));
             }
         }
-        done.extend(open.into_values());
+        let mut done = Vec::new();
+        for (i, grant) in events.iter().enumerate() {
+            if grant.kind != Kind::Grant {
+                continue;
+            }
+            let mut window = Window {
+                holder: grant.holder,
+                token: grant.token,
+                start: grant.at,
+                end: run_end,
+                ended_by: None,
+            };
+            if let Some(&(at, kind)) = closes.get(&(grant.holder, grant.token)) {
+                window.end = at.max(grant.at);
+                window.ended_by = Some(kind);
+            }
+            let next = events[i + 1..]
+                .iter()
+                .find(|e| e.holder == grant.holder && matches!(e.kind, Kind::Kill | Kind::Grant));
+            if let Some(next) = next
+                && next.at < window.end
+            {
+                window.end = next.at;
+                window.ended_by = (next.kind == Kind::Kill).then_some(Kind::Kill);
+            }
+            done.push(window);
+        }
         done.sort_by_key(|w| w.start);
         done
     }
@@ -268,7 +273,11 @@ impl History {
 
         // Lost lead: a lost window against the next grant to anyone else.
         let mut leads = Vec::new();
-        for lost in windows.iter().filter(|w| w.ended_by == Some(Kind::Lost)) {
+        // (A grant that came back already lost never held: no lead to measure.)
+        for lost in windows
+            .iter()
+            .filter(|w| w.ended_by == Some(Kind::Lost) && w.end > w.start)
+        {
             if let Some(next) = windows
                 .iter()
                 .filter(|w| w.start >= lost.start && w.token > lost.token)
@@ -470,5 +479,33 @@ mod tests {
         assert_eq!(f.lost_lead_min_ms, Some(ms(50)));
         assert!(f.kill_regrant_p50_ms.is_some());
         assert!(f.safe());
+    }
+
+    #[test]
+    fn a_grant_that_came_back_already_lost_never_held() {
+        let history = History {
+            events: vec![
+                // Holder 1's grant was observed at 400 but its deadline was 300:
+                // the Lost sorts before the Grant.
+                ev(Kind::Lost, 1, 1, 300),
+                ev(Kind::Grant, 1, 1, 400),
+                ev(Kind::Grant, 2, 2, 450),
+                ev(Kind::Release, 2, 2, 500),
+                // Holder 3 saw a grant, then was killed before it said more.
+                ev(Kind::Grant, 3, 3, 600),
+                ev(Kind::Kill, 3, 0, 650),
+                ev(Kind::Grant, 4, 4, 1_000),
+            ],
+            ..History::default()
+        };
+        let f = history.figures(2_000);
+        assert_eq!(f.overlaps, 0, "{:?}", f.overlap_details);
+        assert_eq!(f.negative_leads, 0);
+        assert!(f.safe());
+        // A real overlap is still one.
+        let mut history = history;
+        history.events.push(ev(Kind::Grant, 5, 5, 460));
+        history.events.push(ev(Kind::Release, 5, 5, 470));
+        assert_eq!(history.figures(2_000).overlaps, 1);
     }
 }
