@@ -11,6 +11,7 @@ mod locker;
 mod noop;
 mod options;
 pub mod patterns;
+mod refresher;
 mod store;
 mod trace;
 mod traits;
@@ -30,7 +31,7 @@ pub use options::{
     validate_prefix, validate_resource,
 };
 pub use store::{
-    AcquireRequest, Acquired, Capabilities, Grant, RefreshRequest, Refreshed, Store, Wakeup,
+    Abandoned, AcquireRequest, Acquired, Capabilities, Grant, RefreshRequest, Refreshed, Store, Wakeup,
 };
 pub use traits::{Handler, Holder, Info, Infoer, Locker, Reader};
 

@@ -21,7 +21,7 @@ fn epoch() -> Instant {
 const LOST: u64 = 0;
 const RELEASED: u64 = 1;
 
-fn encode(instant: Instant) -> u64 {
+pub(crate) fn encode(instant: Instant) -> u64 {
     let nanos = instant.saturating_duration_since(epoch()).as_nanos();
     u64::try_from(nanos)
         .unwrap_or(u64::MAX - 1)
@@ -35,7 +35,7 @@ fn decode(value: u64) -> Instant {
 /// The state of one held lease, shared by its [`Lock`], its [`LostSignal`]s and
 /// the locker's refresher. Small on purpose: no task, timer or channel per lease.
 pub(crate) struct LeaseState {
-    pub(crate) resource: Box<str>,
+    pub(crate) resource: Arc<str>,
     pub(crate) key: LeaseKey,
     pub(crate) token: u64,
     pub(crate) ttl: Duration,
@@ -69,7 +69,7 @@ impl fmt::Debug for LeaseState {
 impl LeaseState {
     /// A lease granted by a request sent at `sent`.
     pub(crate) fn new(
-        resource: &str,
+        resource: Arc<str>,
         key: LeaseKey,
         token: u64,
         ttl: Duration,
@@ -78,7 +78,7 @@ impl LeaseState {
         sent: Instant,
     ) -> Self {
         LeaseState {
-            resource: resource.into(),
+            resource,
             key,
             token,
             ttl,
@@ -470,7 +470,7 @@ mod tests {
 
     fn state(ttl_ms: u64) -> LeaseState {
         LeaseState::new(
-            "r",
+            "r".into(),
             LeaseKey::random(),
             1,
             Duration::from_millis(ttl_ms),

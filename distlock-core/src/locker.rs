@@ -7,27 +7,26 @@
 //! [`LeaseState`] with its deadline, registered with the background refresher if
 //! auto-refresh is on → [`Lock`].
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
-use futures_util::stream::FuturesUnordered;
-use tokio::sync::Notify;
 
 use crate::lock::{LeaseOwner, LeaseState};
 use crate::options::{validate_owner, validate_prefix, validate_resource};
+use crate::refresher::{Background, Job, RELEASE_RETRIES};
 use crate::trace::round_trip;
 use crate::wait::Backoff;
 use crate::{
-    Acquired, Capabilities, Error, Handler, Info, Infoer, LeaseKey, Lock, LockOptions, Locker,
-    Reader, RefreshRequest, Refreshed, Result, Store,
+    Abandoned, Acquired, Capabilities, Error, Grant, Handler, Info, Infoer, LeaseKey, Lock,
+    LockOptions, Locker, Reader, RefreshRequest, Refreshed, Result, Store,
 };
 
 /// Any [`Store`] as a [`Locker`]: validation, waiting, fencing, the lost signal,
@@ -152,96 +151,6 @@ fn default_owner() -> String {
     format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..))
 }
 
-/// Lease keys are random already: hash them by their low bits.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 ^= u64::from_le_bytes(word);
-        }
-    }
-    fn write_u128(&mut self, value: u128) {
-        self.0 ^= value as u64;
-    }
-}
-
-type LeaseMap = HashMap<LeaseKey, Arc<LeaseState>, BuildHasherDefault<KeyHasher>>;
-
-fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// What the locker's one background task works on.
-#[derive(Default)]
-struct Background {
-    /// Leases with auto refresh.
-    leases: Mutex<LeaseMap>,
-    /// Leases to release (dropped handles, cancelled acquires).
-    releases: Mutex<Vec<(Box<str>, LeaseKey)>>,
-    wake: Notify,
-    /// Set when a lease was added or a round finished: the task rescans.
-    rescan: AtomicBool,
-    /// The task is alive.
-    running: AtomicBool,
-    calls: AtomicU64,
-    renewed: AtomicU64,
-    lost: AtomicU64,
-}
-
-impl Background {
-    fn len(&self) -> usize {
-        locked(&self.leases).len()
-    }
-
-    fn is_idle(&self) -> bool {
-        locked(&self.leases).is_empty() && locked(&self.releases).is_empty()
-    }
-
-    fn remove(&self, key: LeaseKey) -> Option<Arc<LeaseState>> {
-        locked(&self.leases).remove(&key)
-    }
-
-    /// Leases due for renewal (marked in flight), and when the next one is due.
-    ///
-    /// Leases due within half of their interval are renewed now (a little
-    /// early), so leases taken at different moments fall into one batch after
-    /// the first round and stay there: one store call per interval.
-    fn scan(&self, now: Instant) -> (Vec<Arc<LeaseState>>, Option<Instant>) {
-        let mut due = Vec::new();
-        let mut next: Option<Instant> = None;
-        let mut lost = 0;
-        locked(&self.leases).retain(|_, lease| {
-            if !lease.is_live() {
-                if lease.mark_lost() || !lease.is_released() {
-                    lost += 1;
-                }
-                return false;
-            }
-            if lease.in_flight.load(Ordering::Acquire) {
-                return true;
-            }
-            let interval = lease.interval.unwrap_or(lease.ttl / 3);
-            let due_at = lease.next_due();
-            if due_at <= now + interval / 2 {
-                lease.in_flight.store(true, Ordering::Release);
-                due.push(lease.clone());
-            } else {
-                next = Some(next.map_or(due_at, |n| n.min(due_at)));
-            }
-            true
-        });
-        self.lost.fetch_add(lost, Ordering::Relaxed);
-        (due, next)
-    }
-}
-
 struct Shared<S: Store> {
     store: S,
     owner: String,
@@ -259,32 +168,52 @@ impl<S: Store> fmt::Debug for Shared<S> {
     }
 }
 
-/// Releases a lease key in the background if an acquire is dropped, or fails,
-/// after its request may have reached the store.
-struct PendingAcquire<'a, S: Store> {
-    shared: &'a Arc<Shared<S>>,
-    resource: &'a str,
-    key: LeaseKey,
-    armed: bool,
+/// A store call that must run to its end once started: if the caller drops
+/// it midway, the rest of it runs on the locker's background task, and then
+/// `after` decides what to undo. The store may apply a request whose answer
+/// nobody waited for; only once the answer is in can a release be ordered
+/// after it, whatever connection or stream the release goes out on.
+struct MustFinish<T: Send + 'static> {
+    call: Option<BoxFuture<'static, Result<T>>>,
+    /// Run on the background task with the call's answer (dropped callers only).
+    after: Option<Box<dyn FnOnce(Result<T>) -> Job + Send>>,
+    /// Hands the unfinished call to the background task.
+    hand_over: Option<Box<dyn FnOnce(Job) + Send>>,
+    /// Told when the caller went away (queued acquires stop waiting).
+    abandoned: Option<Abandoned>,
 }
 
-impl<'a, S: Store> PendingAcquire<'a, S> {
-    /// Armed: dropped before it is disarmed, it releases `key` in the background.
-    fn new(shared: &'a Arc<Shared<S>>, resource: &'a str, key: LeaseKey) -> Self {
-        PendingAcquire {
-            shared,
-            resource,
-            key,
-            armed: true,
+impl<T: Send + 'static> Future for MustFinish<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        let Some(call) = self.call.as_mut() else {
+            return Poll::Ready(Err(Error::store("distlock", "store call polled after its end")));
+        };
+        match call.as_mut().poll(cx) {
+            Poll::Ready(answer) => {
+                self.call = None;
+                Poll::Ready(answer)
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
 
-impl<S: Store> Drop for PendingAcquire<'_, S> {
+impl<T: Send + 'static> Drop for MustFinish<T> {
     fn drop(&mut self) {
-        if self.armed {
-            self.shared.queue_release(self.resource.into(), self.key);
+        let (Some(call), Some(after), Some(hand_over)) =
+            (self.call.take(), self.after.take(), self.hand_over.take())
+        else {
+            return;
+        };
+        if let Some(abandoned) = &self.abandoned {
+            abandoned.abandon();
         }
+        hand_over(Box::pin(async move {
+            let answer = call.await;
+            after(answer).await;
+        }));
     }
 }
 
@@ -298,62 +227,85 @@ impl<S: Store> Shared<S> {
         self.store.capabilities().backend
     }
 
-    /// The store's view of one acquire: a fresh key, the caller's options.
-    fn request<'a>(
-        &'a self,
-        resource: &'a str,
+    /// Wrap a store call on `resource`/`key` so that a dropped caller leaves
+    /// nothing behind (see [`MustFinish`]).
+    fn must_finish<T: Send + 'static>(
+        self: &Arc<Self>,
+        resource: &Arc<str>,
         key: LeaseKey,
-        options: &'a LockOptions,
-    ) -> crate::AcquireRequest<'a> {
-        let owner = options.owner.as_deref().unwrap_or(&self.owner);
-        crate::AcquireRequest::new(
-            resource,
-            key,
-            options.ttl,
-            options.permits,
-            owner,
-            &options.data,
-        )
+        call: BoxFuture<'static, Result<T>>,
+        abandoned: Option<Abandoned>,
+        may_hold: fn(&Result<T>) -> bool,
+    ) -> MustFinish<T> {
+        let shared = self.clone();
+        let owned = resource.clone();
+        let after = Box::new(move |answer: Result<T>| -> Job {
+            let unsure = matches!(&answer, Err(error) if error.is_transient());
+            if unsure {
+                Box::pin(shared.release_round(owned, key, true))
+            } else if may_hold(&answer) {
+                Box::pin(shared.release_round(owned, key, false))
+            } else {
+                Box::pin(async {})
+            }
+        });
+        let shared = self.clone();
+        let hand_over = Box::new(move |job: Job| {
+            shared.background.push_job(job);
+            shared.ensure_background();
+        });
+        MustFinish {
+            call: Some(call),
+            after: Some(after),
+            hand_over: Some(hand_over),
+            abandoned,
+        }
     }
 
     /// One acquire round trip.
     async fn attempt(self: &Arc<Self>, resource: &str, options: &LockOptions) -> Result<Attempt> {
         let key = LeaseKey::random();
-        let request = self.request(resource, key, options);
-        let mut pending = PendingAcquire::new(self, resource, key);
+        let name: Arc<str> = resource.into();
+        let call = {
+            let shared = self.clone();
+            let name = name.clone();
+            let owner = options.owner.clone();
+            let data = options.data.clone();
+            let (ttl, permits) = (options.ttl, options.permits);
+            Box::pin(async move {
+                let owner = owner.as_deref().unwrap_or(&shared.owner);
+                let request = crate::AcquireRequest::new(&name, key, ttl, permits, owner, &data);
+                shared.store.acquire(&request).await
+            })
+        };
+        let call = self.must_finish(&name, key, call, None, |answer| {
+            matches!(answer, Ok(Acquired::Granted(_)))
+        });
         // The lease's TTL may start running at the store any time after this.
         let sent = Instant::now();
-        let answer = round_trip(
-            self.backend(),
-            "acquire",
-            resource,
-            self.store.acquire(&request),
-            |a| match a {
-                Acquired::Granted(_) => "granted",
-                Acquired::Held { .. } => "held",
-            },
-        )
+        let answer = round_trip(self.backend(), "acquire", resource, call, |a| match a {
+            Acquired::Granted(_) => "granted",
+            Acquired::Held { .. } => "held",
+        })
         .await;
         match answer {
             Ok(Acquired::Granted(grant)) => {
-                pending.armed = false;
                 let valid_from = grant.valid_from.map_or(sent, |v| v.min(sent));
                 Ok(Attempt::Granted(self.new_lock(
                     key,
                     grant.token,
                     valid_from,
-                    resource,
+                    name,
                     options,
                 )))
             }
-            Ok(Acquired::Held { retry_after }) => {
-                pending.armed = false;
-                Ok(Attempt::Held(retry_after))
-            }
+            Ok(Acquired::Held { retry_after }) => Ok(Attempt::Held(retry_after)),
             Err(error) => {
-                // A request that may have been applied stays armed: its key is
-                // released in the background.
-                pending.armed = error.is_transient();
+                // A request that may have been applied: its key is released
+                // in the background, until no late arrival can hold it.
+                if error.is_transient() {
+                    self.queue_release(name, key, true);
+                }
                 Err(error)
             }
         }
@@ -364,7 +316,7 @@ impl<S: Store> Shared<S> {
         key: LeaseKey,
         token: u64,
         valid_from: Instant,
-        resource: &str,
+        resource: Arc<str>,
         options: &LockOptions,
     ) -> Lock {
         let caps = self.store.capabilities();
@@ -379,8 +331,9 @@ impl<S: Store> Shared<S> {
             valid_from,
         ));
         if interval.is_some() {
-            locked(&self.background.leases).insert(key, state.clone());
-            self.background.rescan.store(true, Ordering::Release);
+            if self.background.insert(state.clone()) {
+                self.background.wake.notify_one();
+            }
             self.ensure_background();
         }
         let owner: Arc<dyn LeaseOwner> = self.clone();
@@ -470,63 +423,75 @@ impl<S: Store> Shared<S> {
         deadline: Option<Instant>,
     ) -> Result<Lock> {
         let key = LeaseKey::random();
-        let request = self.request(resource, key, options);
-        let mut pending = PendingAcquire::new(self, resource, key);
-        let answer = round_trip(
-            self.backend(),
-            "acquire_queued",
-            resource,
-            self.store.acquire_queued(&request, deadline),
-            |g| if g.is_some() { "granted" } else { "timed out" },
-        )
+        let name: Arc<str> = resource.into();
+        let abandoned = Abandoned::new();
+        let call: BoxFuture<'static, Result<Option<Grant>>> = {
+            let shared = self.clone();
+            let name = name.clone();
+            let owner = options.owner.clone();
+            let data = options.data.clone();
+            let (ttl, permits) = (options.ttl, options.permits);
+            let abandoned = abandoned.clone();
+            Box::pin(async move {
+                let owner = owner.as_deref().unwrap_or(&shared.owner);
+                let request = crate::AcquireRequest::new(&name, key, ttl, permits, owner, &data);
+                shared
+                    .store
+                    .acquire_queued(&request, deadline, &abandoned)
+                    .await
+            })
+        };
+        // Abandoned, the store leaves its queue; whatever it answers then, the
+        // key is released once the call has ended.
+        let call = self.must_finish(&name, key, call, Some(abandoned), |_| true);
+        let answer = round_trip(self.backend(), "acquire_queued", resource, call, |g| {
+            if g.is_some() { "granted" } else { "timed out" }
+        })
         .await;
         match answer {
             Ok(Some(grant)) => {
-                pending.armed = false;
                 // Without an anchor from the store, the only safe one is the start.
                 let valid_from = grant.valid_from.unwrap_or(started);
-                Ok(self.new_lock(key, grant.token, valid_from, resource, options))
+                Ok(self.new_lock(key, grant.token, valid_from, name, options))
             }
-            Ok(None) => {
-                pending.armed = false;
-                Err(Error::WaitTimeout {
-                    resource: resource.to_owned(),
-                    waited: started.elapsed(),
-                })
-            }
+            Ok(None) => Err(Error::WaitTimeout {
+                resource: resource.to_owned(),
+                waited: started.elapsed(),
+            }),
             Err(error) => {
                 // Whatever the error, a queue entry may remain: release the key.
+                let unsure = error.is_transient();
+                self.queue_release(name, key, unsure);
                 Err(error)
             }
         }
     }
 
-    fn queue_release(self: &Arc<Self>, resource: Box<str>, key: LeaseKey) {
-        locked(&self.background.releases).push((resource, key));
+    /// Release `key` in the background; `unsure`: its acquire may still land,
+    /// so "not held" is not believed at once.
+    fn queue_release(self: &Arc<Self>, resource: Arc<str>, key: LeaseKey, unsure: bool) {
+        self.background
+            .push_job(Box::pin(self.clone().release_round(resource, key, unsure)));
         self.ensure_background();
-        self.background.wake.notify_one();
     }
 
-    /// Start the background task if it is not running. Without a tokio runtime
-    /// (a handle dropped after the runtime ended) nothing can run: queued
-    /// releases then expire after their TTL.
+    /// Start the background task if it is not running, and wake it. Without a
+    /// tokio runtime (a handle dropped after the runtime ended) nothing can
+    /// run: queued releases then expire after their TTL.
     fn ensure_background(self: &Arc<Self>) {
         let bg = &self.background;
-        if bg.running.load(Ordering::Acquire) {
-            bg.wake.notify_one();
-            return;
-        }
-        if bg
-            .running
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
+        if bg.running.load(Ordering::Acquire)
+            || bg
+                .running
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
         {
             bg.wake.notify_one();
             return;
         }
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(background(self.clone()));
+                runtime.spawn(crate::refresher::run(self.clone()));
             }
             Err(_) => {
                 bg.running.store(false, Ordering::Release);
@@ -539,7 +504,7 @@ impl<S: Store> Shared<S> {
     }
 
     /// Renew `due` in one store call (the backend may split it) and apply the answers.
-    async fn refresh_round(self: Arc<Self>, due: Vec<Arc<LeaseState>>) {
+    async fn renew(self: Arc<Self>, due: Vec<Arc<LeaseState>>) {
         let requests: Vec<RefreshRequest<'_>> = due
             .iter()
             .map(|lease| RefreshRequest::new(&lease.resource, lease.key, lease.ttl))
@@ -581,14 +546,17 @@ impl<S: Store> Shared<S> {
                     if held {
                         renewed += 1;
                         lease.set_next_due(sent + lease.interval.unwrap_or(lease.ttl / 3));
-                    } else if lease.mark_lost() {
-                        lost += 1;
-                        tracing::warn!(
-                            backend = self.backend(),
-                            resource = &*lease.resource,
-                            token = lease.token,
-                            "lock lost: the store refused the renewal"
-                        );
+                    } else {
+                        if lease.mark_lost() {
+                            lost += 1;
+                            tracing::warn!(
+                                backend = self.backend(),
+                                resource = &*lease.resource,
+                                token = lease.token,
+                                "lock lost: the store refused the renewal"
+                            );
+                        }
+                        self.background.remove(lease.key);
                     }
                 }
                 self.background
@@ -621,16 +589,20 @@ impl<S: Store> Shared<S> {
                 }
             }
         }
-        for lease in &due {
-            lease.in_flight.store(false, Ordering::Release);
+        if self.background.requeue(&due) {
+            self.background.wake.notify_one();
         }
-        self.background.rescan.store(true, Ordering::Release);
     }
 
     /// Release a key nobody waits on (dropped handle, cancelled acquire).
-    async fn release_round(self: Arc<Self>, resource: Box<str>, key: LeaseKey) {
-        let mut pause = Duration::from_millis(50);
-        for attempt in 1..=3 {
+    ///
+    /// Transient errors are retried. With `unsure` (the acquire that took the
+    /// key may not have reached the store yet: its answer never came), a "not
+    /// held" is retried too, for a few seconds, so that an acquire applied
+    /// after our first release is still undone.
+    async fn release_round(self: Arc<Self>, resource: Arc<str>, key: LeaseKey, unsure: bool) {
+        let mut pauses = RELEASE_RETRIES.iter();
+        loop {
             let answer = round_trip(
                 self.backend(),
                 "release",
@@ -639,78 +611,35 @@ impl<S: Store> Shared<S> {
                 |released| if *released { "released" } else { "not held" },
             )
             .await;
-            match answer {
-                Ok(_) => return,
-                Err(error) if error.is_transient() && attempt < 3 => {
-                    tokio::time::sleep(pause).await;
-                    pause *= 4;
-                }
-                Err(error) => {
+            let again = match &answer {
+                Ok(true) => false,
+                Ok(false) => unsure,
+                Err(error) => error.is_transient(),
+            };
+            let pause = if again { pauses.next() } else { None };
+            let Some(pause) = pause else {
+                if let Err(error) = answer {
                     tracing::warn!(
                         backend = self.backend(),
                         resource = &*resource,
                         %error,
                         "background release failed; the lease expires after its TTL"
                     );
-                    return;
                 }
-            }
+                return;
+            };
+            tokio::time::sleep(*pause).await;
         }
     }
 }
 
-/// The locker's one background task: renews every auto-refresh lease in
-/// batches and performs background releases. Exits when the locker, every lock
-/// and every queued release are gone.
-async fn background<S: Store>(shared: Arc<Shared<S>>) {
-    let mut rounds: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
-    let mut next_due: Option<Instant> = None;
-    loop {
-        let wake = shared.background.wake.notified();
-        tokio::pin!(wake);
-        wake.as_mut().enable();
+impl<S: Store> crate::refresher::Owner for Shared<S> {
+    fn background(&self) -> &Background {
+        &self.background
+    }
 
-        let releases = std::mem::take(&mut *locked(&shared.background.releases));
-        for (resource, key) in releases {
-            rounds.push(Box::pin(shared.clone().release_round(resource, key)));
-        }
-        let now = Instant::now();
-        let timer_fired = next_due.is_some_and(|at| at <= now);
-        if timer_fired || shared.background.rescan.swap(false, Ordering::AcqRel) {
-            let (due, next) = shared.background.scan(now);
-            next_due = next;
-            if !due.is_empty() {
-                rounds.push(Box::pin(shared.clone().refresh_round(due)));
-            }
-        }
-
-        if rounds.is_empty() && Arc::strong_count(&shared) == 1 && shared.background.is_idle() {
-            let bg = &shared.background;
-            bg.running.store(false, Ordering::Release);
-            // Someone may have queued work just before we stopped: take it back
-            // unless a new task already did.
-            if bg.is_idle()
-                || bg
-                    .running
-                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-            {
-                return;
-            }
-            continue;
-        }
-
-        let sleep = async {
-            match next_due {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = wake => {}
-            _ = sleep => {}
-            Some(()) = rounds.next(), if !rounds.is_empty() => {}
-        }
+    fn refresh_round(self: Arc<Self>, due: Vec<Arc<LeaseState>>) -> Job {
+        Box::pin(self.renew(due))
     }
 }
 
@@ -765,7 +694,16 @@ impl<S: Store> LeaseOwner for Shared<S> {
         match released {
             Ok(true) => Ok(()),
             Ok(false) => Err(Error::not_held(&state.resource)),
-            Err(error) => Err(error),
+            Err(error) => {
+                // Unconfirmed: try again in the background (the lease expires
+                // after its TTL at worst), and say so.
+                if error.is_transient()
+                    && let Some(me) = self.me.upgrade()
+                {
+                    me.queue_release(state.resource.clone(), state.key, false);
+                }
+                Err(error)
+            }
         }
     }
 
@@ -773,7 +711,7 @@ impl<S: Store> LeaseOwner for Shared<S> {
         state.mark_released();
         self.background.remove(state.key);
         if let Some(me) = self.me.upgrade() {
-            me.queue_release(state.resource.clone(), state.key);
+            me.queue_release(state.resource.clone(), state.key, false);
         }
     }
 

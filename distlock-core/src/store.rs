@@ -8,9 +8,12 @@
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use tokio::sync::Notify;
 
 use crate::{Info, LeaseKey, Result};
 
@@ -308,17 +311,23 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// `Ok(Some(grant))`: granted; `grant.valid_from` **must** be set to an
     /// instant no later than the one from which the store counts the lease's TTL
     /// (for etcd, the sending of the session lease's last keep-alive).
-    /// `Ok(None)`: the deadline passed; the queue entry is gone.
+    /// `Ok(None)`: the deadline passed, or the wait was `abandoned`; the queue
+    /// entry is gone.
     ///
     /// # Cancel safety
-    /// If the future is dropped, the core releases `request.key`, which must
-    /// remove the queue entry.
+    /// The core never drops this future while it runs. When the caller of
+    /// `lock()` goes away, the core keeps polling it in the background and sets
+    /// `abandoned`: stop waiting as soon as no write of yours is in flight
+    /// (finish one already sent, so that its outcome is known), leave the queue
+    /// and answer `Ok(None)`. The core then releases `request.key` (a grant that
+    /// comes back anyway is released too), so no queue entry outlives the wait.
     fn acquire_queued(
         &self,
         request: &AcquireRequest<'_>,
         deadline: Option<Instant>,
+        abandoned: &Abandoned,
     ) -> impl Future<Output = Result<Option<Grant>>> + Send {
-        let _ = (request, deadline);
+        let _ = (request, deadline, abandoned);
         let backend = self.capabilities().backend;
         async move {
             Err(crate::Error::Unsupported {
@@ -326,5 +335,49 @@ pub trait Store: Debug + Send + Sync + 'static {
                 operation: "queued acquire",
             })
         }
+    }
+}
+
+/// Set by the core when nobody waits any longer for a queued acquire (its
+/// `lock()` future was dropped); see [`Store::acquire_queued`].
+#[derive(Clone, Debug, Default)]
+pub struct Abandoned {
+    inner: Arc<AbandonedInner>,
+}
+
+#[derive(Debug, Default)]
+struct AbandonedInner {
+    set: AtomicBool,
+    notify: Notify,
+}
+
+impl Abandoned {
+    /// Not abandoned yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the caller went away.
+    pub fn is_abandoned(&self) -> bool {
+        self.inner.set.load(Ordering::Acquire)
+    }
+
+    /// Completes once the caller went away (at once if it already has).
+    pub async fn abandoned(&self) {
+        loop {
+            let notified = self.inner.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_abandoned() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Say the caller went away.
+    pub fn abandon(&self) {
+        self.inner.set.store(true, Ordering::Release);
+        self.inner.notify.notify_waiters();
     }
 }

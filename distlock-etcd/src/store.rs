@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use distlock_core::{
-    AcquireRequest, Acquired, Capabilities, Error, Grant, Holder, Info, LeaseKey, RefreshRequest,
+    Abandoned, AcquireRequest, Acquired, Capabilities, Error, Grant, Holder, Info, LeaseKey, RefreshRequest,
     Refreshed, Result, Store, StoreLocker, Wakeup,
 };
 use etcd_client::{
@@ -908,8 +908,9 @@ impl Store for EtcdStore {
         &self,
         request: &AcquireRequest<'_>,
         deadline: Option<Instant>,
+        abandoned: &Abandoned,
     ) -> Result<Option<Grant>> {
-        crate::wait::acquire_queued(self, request, deadline).await
+        crate::wait::acquire_queued(self, request, deadline, abandoned).await
     }
 }
 

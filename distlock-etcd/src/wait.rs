@@ -21,7 +21,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use distlock_core::{AcquireRequest, Error, Grant, Result};
+use distlock_core::{Abandoned, AcquireRequest, Error, Grant, Result};
 use etcd_client::{
     Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, WatchFilterType,
     WatchOptions, WatchStream,
@@ -106,6 +106,8 @@ enum Place {
 struct Waiter<'a> {
     store: &'a EtcdStore,
     request: &'a AcquireRequest<'a>,
+    /// Set when nobody waits for this acquire any longer: leave the queue.
+    abandoned: &'a Abandoned,
     prefix: Vec<u8>,
     key: Vec<u8>,
     lease: Arc<LeaseHandle>,
@@ -116,6 +118,7 @@ pub(crate) async fn acquire_queued(
     store: &EtcdStore,
     request: &AcquireRequest<'_>,
     deadline: Option<Instant>,
+    abandoned: &Abandoned,
 ) -> Result<Option<Grant>> {
     let prefix = store.inner.layout.resource_prefix(request.resource);
     let key = store.inner.layout.lease_key(request.resource, request.key);
@@ -128,6 +131,7 @@ pub(crate) async fn acquire_queued(
                 let waiter = Waiter {
                     store,
                     request,
+                    abandoned,
                     prefix: prefix.clone(),
                     key: key.clone(),
                     lease,
@@ -444,6 +448,7 @@ impl Waiter<'_> {
             tokio::select! {
                 woken = watch.next_wake() => return woken.map(|()| true),
                 () = deadline_passed => return Ok(false),
+                () = self.abandoned.abandoned() => return Ok(false),
                 () = tokio::time::sleep_until(next_keep_alive.into()) => {
                     if self.lease.age() >= every && !self.store.keep_alive(&self.lease).await? {
                         // The lease died: our key went with it.
@@ -455,18 +460,17 @@ impl Waiter<'_> {
         }
     }
 
-    /// Sleep `pause`, or until the deadline: `true` if the deadline passed.
+    /// Sleep `pause`, or until the deadline: `true` if the deadline passed
+    /// (or the wait was abandoned).
     async fn sleep_until_or(&self, deadline: Option<Instant>, pause: Duration) -> bool {
         let wake = Instant::now() + pause;
-        match deadline {
-            Some(at) if at <= wake => {
-                tokio::time::sleep_until(at.into()).await;
-                true
-            }
-            _ => {
-                tokio::time::sleep_until(wake.into()).await;
-                false
-            }
+        let (at, ends) = match deadline {
+            Some(at) if at <= wake => (at, true),
+            _ => (wake, false),
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(at.into()) => ends,
+            () = self.abandoned.abandoned() => true,
         }
     }
 
