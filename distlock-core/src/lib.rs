@@ -31,7 +31,8 @@ pub use options::{
     validate_prefix, validate_resource,
 };
 pub use store::{
-    Abandoned, AcquireRequest, Acquired, Capabilities, Grant, RefreshRequest, Refreshed, Store, Wakeup,
+    Abandoned, AcquireRequest, Acquired, Capabilities, Grant, RefreshRequest, Refreshed, Store,
+    Wakeup,
 };
 pub use traits::{Handler, Holder, Info, Infoer, Locker, Reader};
 

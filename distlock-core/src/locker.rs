@@ -188,7 +188,10 @@ impl<T: Send + 'static> Future for MustFinish<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
         let Some(call) = self.call.as_mut() else {
-            return Poll::Ready(Err(Error::store("distlock", "store call polled after its end")));
+            return Poll::Ready(Err(Error::store(
+                "distlock",
+                "store call polled after its end",
+            )));
         };
         match call.as_mut().poll(cx) {
             Poll::Ready(answer) => {

@@ -20,8 +20,8 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::Notify;
 
-use crate::lock::LeaseState;
 use crate::LeaseKey;
+use crate::lock::LeaseState;
 
 /// Lease keys are random already: hash them by their low bits.
 #[derive(Default)]

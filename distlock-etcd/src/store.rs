@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use distlock_core::{
-    Abandoned, AcquireRequest, Acquired, Capabilities, Error, Grant, Holder, Info, LeaseKey, RefreshRequest,
-    Refreshed, Result, Store, StoreLocker, Wakeup,
+    Abandoned, AcquireRequest, Acquired, Capabilities, Error, Grant, Holder, Info, LeaseKey,
+    RefreshRequest, Refreshed, Result, Store, StoreLocker, Wakeup,
 };
 use etcd_client::{
     Client, Compare, CompareOp, ConnectOptions, GetOptions, GetResponse, KeyValue, PutOptions,

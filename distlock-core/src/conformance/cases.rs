@@ -1301,3 +1301,295 @@ pub async fn random_input_gets_typed_answers_and_loses_nothing(fixture: &dyn Fix
     );
     guard.release().await.expect("release");
 }
+
+/// Poll `future` for about `spin` (yielding between polls so the runtime's
+/// I/O makes progress), then drop it unless it finished first: a cut at a
+/// chosen instant inside a round trip, finer than any timer.
+async fn cut_after<F: Future>(future: F, spin: Duration) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let stop = Instant::now() + spin;
+    loop {
+        let polled =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx))).await;
+        if let std::task::Poll::Ready(output) = polled {
+            return Some(output);
+        }
+        if Instant::now() >= stop {
+            return None;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The slowest of a few uncontended try_lock + release cycles: cuts are
+/// spread over this span.
+async fn cycle_time(locker: &dyn Locker, resource: &str) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let lock = take(locker, resource, &long()).await;
+        slowest = slowest.max(started.elapsed());
+        lock.release().await.expect("release");
+    }
+    slowest
+}
+
+/// Wait until nobody holds `resource` (by `info`, which changes nothing).
+async fn until_free(locker: &dyn Locker, resource: &str, bound: Duration) {
+    within(
+        &format!("`{resource}` free again with no holder left"),
+        bound,
+        async {
+            while locker.info(resource).await.expect("info").is_some() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        },
+    )
+    .await;
+}
+
+/// Acquires dropped at random instants inside their round trip (try_lock, and
+/// lock() on free and on held resources) leave no lease: every resource is
+/// free again within a bound far below the 30 s TTL the leases would have.
+pub async fn cancelled_acquires_leave_no_lease(fixture: &dyn Fixture) {
+    let ctx = Ctx::new(fixture).await;
+    let span = cycle_time(&*ctx.locker, &ctx.name("cut/probe")).await;
+    let held = ctx.name("cut/held");
+    let holder = take(&*ctx.other().await, &held, &long()).await;
+    let waiting = long().with_wait_timeout(SOON);
+    let (mut cut, mut finished) = (0, 0);
+    let mut names = Vec::new();
+    for i in 0..150 {
+        let r = ctx.name(&format!("cut/{i:03}"));
+        let spin = span.mul_f64(fastrand::f64() * 1.5);
+        let outcome = match i % 3 {
+            0 => cut_after(ctx.locker.try_lock(&r, &long()), spin)
+                .await
+                .map(|answer| answer.expect("try_lock on a fresh resource")),
+            1 => cut_after(ctx.locker.lock(&r, &waiting), spin)
+                .await
+                .map(|answer| Some(answer.expect("lock on a fresh resource"))),
+            _ => {
+                let spin = span.mul_f64(fastrand::f64() * 3.0);
+                match cut_after(ctx.locker.lock(&held, &waiting), spin).await {
+                    Some(answer) => panic!("lock() on a held resource returned {answer:?}"),
+                    None => None,
+                }
+            }
+        };
+        match outcome {
+            Some(Some(lock)) => {
+                finished += 1;
+                lock.release().await.expect("release");
+            }
+            Some(None) => panic!("try_lock found a fresh resource held"),
+            None => cut += 1,
+        }
+        if i % 3 != 2 {
+            names.push(r);
+        }
+    }
+    holder.release().await.expect("release");
+    names.push(held);
+    let started = Instant::now();
+    let other = ctx.other().await;
+    for r in &names {
+        until_free(&*other, r, SOON).await;
+    }
+    eprintln!(
+        "{}: {cut} acquires cut inside their round trip ({finished} answered first); \
+         every resource free {:?} after the last cut",
+        ctx.caps().backend,
+        started.elapsed()
+    );
+}
+
+/// The semaphore form, with a long-lived holder on the same locker (the case
+/// where a leaked permit rides a lease that stays alive): waits cut at random
+/// points leave every permit as it was.
+pub async fn cancelled_semaphore_waits_leave_every_permit(fixture: &dyn Fixture) {
+    let ctx = Ctx::new(fixture).await;
+    let span = cycle_time(&*ctx.locker, &ctx.name("cut/probe")).await;
+    let r = ctx.name("cut/semaphore");
+    let two = long().with_permits(2);
+    let first = take(&*ctx.locker, &r, &two).await;
+    let other = ctx.other().await;
+    let second = take(&*other, &r, &two).await;
+    let waiting = two.clone().with_wait_timeout(SOON);
+    for _ in 0..60 {
+        let spin = span.mul_f64(fastrand::f64() * 3.0);
+        if let Some(answer) = cut_after(ctx.locker.lock(&r, &waiting), spin).await {
+            panic!("a third holder of a 2-permit semaphore: {answer:?}");
+        }
+    }
+    second.release().await.expect("release");
+    let third = ctx.other().await;
+    let again = take_eventually(&*third, &r, &two, SOON).await;
+    let info = third.info(&r).await.expect("info").expect("held");
+    assert_eq!(
+        info.holders.len(),
+        2,
+        "exactly the long-lived holder and the new one hold permits"
+    );
+    assert!(!first.is_lost(), "the long-lived holder kept its permit");
+    again.release().await.expect("release");
+    first.release().await.expect("release");
+    until_free(&*third, &r, SOON).await;
+}
+
+/// An operator (or any client) releasing a holder's key ends the lease: the
+/// holder's lost signal fires by its next refresh, and nobody sees it held.
+pub async fn release_by_key_from_another_client_fires_lost(fixture: &dyn Fixture) {
+    let ctx = Ctx::new(fixture).await;
+    let ttl = ctx.short_ttl();
+    let r = ctx.name("released-by-key");
+    let lock = take(&*ctx.locker, &r, &LockOptions::new().with_ttl(ttl)).await;
+    let other = ctx.other().await;
+    other
+        .release(&r, lock.key())
+        .await
+        .expect("release by key from another client");
+    let next = take(&*other, &r, &long()).await;
+    assert!(next.token() > lock.token());
+    // Refreshed every ttl/3: a backend that renews what it no longer holds
+    // keeps the old holder alive forever and fails here.
+    within(
+        "the old holder's lost signal after a release by key",
+        SOON + ttl,
+        lock.lost(),
+    )
+    .await;
+    assert!(lock.is_lost());
+    match lock.refresh().await {
+        Err(Error::Lost { .. }) => {}
+        other => panic!("refresh after a release by key: expected Lost, got {other:?}"),
+    }
+    next.release().await.expect("release");
+}
+
+/// A manual refresh of a lease another client released by key is `Lost`.
+pub async fn manual_refresh_after_release_by_key_is_lost(fixture: &dyn Fixture) {
+    let ctx = Ctx::new(fixture).await;
+    let r = ctx.name("manual-released-by-key");
+    let lock = take(&*ctx.locker, &r, &long().manual_refresh()).await;
+    let other = ctx.other().await;
+    other.release(&r, lock.key()).await.expect("release by key");
+    match lock.refresh().await {
+        Err(Error::Lost { .. }) => {}
+        other => panic!("refresh of a lease released by key: expected Lost, got {other:?}"),
+    }
+    assert!(lock.is_lost());
+    assert!(is_free(&*other, &r, &long()).await);
+}
+
+/// A lease key names one lease of one resource: refresh or release of another
+/// resource with it is `NotHeld`, and the lease it names is untouched.
+pub async fn refresh_with_another_resources_key_is_not_held(fixture: &dyn Fixture) {
+    let ctx = Ctx::new(fixture).await;
+    let ttl = Duration::from_secs(30);
+    let (a, b) = (ctx.name("key-of-a"), ctx.name("key-of-b"));
+    let lock_a = take(&*ctx.locker, &a, &manual(ttl)).await;
+    let lock_b = take(&*ctx.locker, &b, &manual(ttl)).await;
+    let other = ctx.other().await;
+    assert_not_held(
+        other.refresh(&b, lock_a.key(), ttl).await,
+        "refresh of `b` with the key of `a`",
+    );
+    assert_not_held(
+        other.release(&b, lock_a.key()).await,
+        "release of `b` with the key of `a`",
+    );
+    let unused = ctx.name("key-of-nothing");
+    assert_not_held(
+        other.refresh(&unused, lock_a.key(), ttl).await,
+        "refresh of a free resource with the key of `a`",
+    );
+    assert!(!is_free(&*other, &a, &long()).await, "`a` is still held");
+    assert!(!is_free(&*other, &b, &long()).await, "`b` is still held");
+    lock_a.refresh().await.expect("`a` still renews");
+    lock_b.release().await.expect("release");
+    lock_a.release().await.expect("release");
+}
+
+/// Right after a TTL runs out every view agrees: once one of `info`, `read` or
+/// `list` says free, the others do too, the old key cannot release, and
+/// `try_lock` is granted.
+pub async fn views_agree_right_after_expiry(fixture: &dyn Fixture) {
+    let ctx = Ctx::new(fixture).await;
+    let ttl = ctx.short_ttl();
+    let prefix = ctx.name("agree/");
+    let r = format!("{prefix}r");
+    let lock = take(&*ctx.locker, &r, &manual(ttl).with_data("d")).await;
+    let key = lock.detach();
+    let other = ctx.other().await;
+    let mut first_free: Option<&str> = None;
+    within("the lease expired in every view", SOON + ttl * 3, async {
+        // Expiry is final (nobody renews): views asked later may not say held
+        // once an earlier one said free. Ask in a new order each round.
+        for round in 0usize.. {
+            let mut views = ["info", "read", "list"];
+            fastrand::shuffle(&mut views);
+            for view in views {
+                let free = match view {
+                    "info" => other.info(&r).await.expect("info").is_none(),
+                    "read" => other.read(&r).await.expect("read").is_none(),
+                    _ => !other
+                        .list(&prefix)
+                        .await
+                        .expect("list")
+                        .iter()
+                        .any(|n| *n == r),
+                };
+                match (first_free, free) {
+                    (Some(said), false) => {
+                        panic!("`{view}` saw the lease held after `{said}` said it expired")
+                    }
+                    (None, true) => first_free = Some(view),
+                    _ => {}
+                }
+            }
+            if first_free.is_some() && round > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    })
+    .await;
+    assert_not_held(
+        other.release(&r, key).await,
+        "release with the key of an expired lease that every view called free",
+    );
+    let next = take(&*other, &r, &long()).await;
+    next.release().await.expect("release");
+}
+
+/// The lock time of a grant made after a wait is the grant, not the moment
+/// the waiter started waiting.
+pub async fn lock_time_is_the_grant_after_a_wait(fixture: &dyn Fixture) {
+    let ctx = Ctx::new(fixture).await;
+    let r = ctx.name("lock-time");
+    let holder = take(&*ctx.locker, &r, &long()).await;
+    let other = ctx.other().await;
+    let waiter = {
+        let other = other.clone();
+        let r = r.clone();
+        tokio::spawn(async move { other.lock(&r, &long().with_wait_timeout(SOON * 3)).await })
+    };
+    // Not a guess at an outcome: a gap between queueing and the grant that a
+    // lock time taken at queueing would show.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let released_at = std::time::SystemTime::now();
+    holder.release().await.expect("release");
+    let lock = within("waiter granted", SOON, waiter)
+        .await
+        .expect("task")
+        .expect("lock");
+    let info = other.info(&r).await.expect("info").expect("held");
+    let lock_time = info.lock_time().expect("lock time");
+    let slack = Duration::from_millis(500) + ctx.caps().clock_margin;
+    assert!(
+        lock_time + slack >= released_at,
+        "lock time {lock_time:?} is before the previous holder released ({released_at:?})"
+    );
+    lock.release().await.expect("release");
+}
