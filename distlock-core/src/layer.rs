@@ -261,7 +261,8 @@ mod tests {
         );
 
         let once = flaky(1, false);
-        let error = once.lock("r", &LockOptions::new()).await.unwrap_err();
+        let options = LockOptions::new().with_wait_timeout(Duration::ZERO);
+        let error = once.lock("r", &options).await.unwrap_err();
         assert!(
             matches!(error, Error::Unavailable { .. }),
             "no wait: one attempt: {error}"

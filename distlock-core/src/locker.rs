@@ -220,6 +220,10 @@ impl<T: Send + 'static> Drop for MustFinish<T> {
     }
 }
 
+/// How long `lock()` without a wait limit keeps retrying a store that fails
+/// every attempt before it returns the fault.
+const FAULT_PATIENCE: Duration = Duration::from_secs(30);
+
 enum Attempt {
     Granted(Lock),
     Held(Option<Duration>),
@@ -346,10 +350,12 @@ impl<S: Store> Shared<S> {
     /// Waiting acquire.
     async fn lock(self: &Arc<Self>, resource: &str, options: &LockOptions) -> Result<Lock> {
         let started = Instant::now();
+        let once = options.wait_timeout == Some(Duration::ZERO);
+        // `None`: no limit (a limit too far away to represent is none either).
         let deadline = options
             .wait_timeout
             .and_then(|wait| started.checked_add(wait));
-        if options.wait_timeout.is_some() && self.store.capabilities().queued_wait {
+        if !once && self.store.capabilities().queued_wait {
             return self.lock_queued(resource, options, started, deadline).await;
         }
         let push = self.store.capabilities().push_wakeup;
@@ -357,19 +363,26 @@ impl<S: Store> Shared<S> {
         // Armed wake-up for the next release, kept across fallback timeouts.
         let mut wakeup: Option<crate::Wakeup> = None;
         // A store fault while waiting is retried until the deadline (the
-        // attempt's key is released in the background); if the wait ends on
-        // one, that error is the answer rather than `WaitTimeout`.
-        let mut store_fault: Option<Error>;
+        // attempt's key is released in the background), or for
+        // `FAULT_PATIENCE` of faults in a row without one; if the wait ends on
+        // a fault, that error is the answer rather than `WaitTimeout`.
+        let mut store_fault: Option<Error> = None;
+        let mut faulty_since: Option<Instant> = None;
         loop {
             let retry_after = match self.attempt(resource, options).await {
                 Ok(Attempt::Granted(lock)) => return Ok(lock),
                 Ok(Attempt::Held(retry_after)) => {
                     store_fault = None;
+                    faulty_since = None;
                     retry_after
                 }
                 Err(error @ (Error::Unavailable { .. } | Error::OutcomeUnknown { .. }))
-                    if options.wait_timeout.is_some() =>
+                    if !once =>
                 {
+                    let since = *faulty_since.get_or_insert_with(Instant::now);
+                    if deadline.is_none() && since.elapsed() >= FAULT_PATIENCE {
+                        return Err(error);
+                    }
                     tracing::debug!(%error, resource, "store fault while waiting; retrying");
                     store_fault = Some(error);
                     wakeup = None;
@@ -378,12 +391,7 @@ impl<S: Store> Shared<S> {
                 Err(error) => return Err(error),
             };
             let now = Instant::now();
-            let timed_out = match (options.wait_timeout, deadline) {
-                (None, _) => true,
-                (Some(_), Some(deadline)) => now >= deadline,
-                (Some(_), None) => false,
-            };
-            if timed_out {
+            if once || deadline.is_some_and(|deadline| now >= deadline) {
                 return Err(store_fault.take().unwrap_or_else(|| Error::WaitTimeout {
                     resource: resource.to_owned(),
                     waited: now - started,

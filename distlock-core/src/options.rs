@@ -50,8 +50,11 @@ pub struct LockOptions {
     /// within the backend's [`Capabilities::min_ttl`]..=[`Capabilities::max_ttl`].
     pub ttl: Duration,
     /// How long [`Locker::lock`](crate::Locker::lock) waits for a held resource.
-    /// `None` (the default) makes one attempt; [`LockOptions::wait_forever`] never
-    /// gives up. Ignored by [`Handler::try_lock`](crate::Handler::try_lock).
+    /// `None` (the default) waits until granted, like `tokio::sync::Mutex::lock`
+    /// (cancel by dropping the future); `Some(d)` gives up after `d` with
+    /// [`WaitTimeout`](crate::Error::WaitTimeout); `Some(Duration::ZERO)` makes
+    /// one attempt. [`Handler::try_lock`](crate::Handler::try_lock) is the one
+    /// attempt that answers "held" with `Ok(None)`.
     pub wait_timeout: Option<Duration>,
     /// Who holds the lock, as shown by [`Infoer::info`](crate::Infoer::info).
     /// `None` uses the locker's identity.
@@ -79,7 +82,8 @@ impl Default for LockOptions {
 }
 
 impl LockOptions {
-    /// The defaults: 30 s TTL, auto refresh, one attempt, one permit, no data.
+    /// The defaults: 30 s TTL, auto refresh, `lock()` waits until granted, one
+    /// permit, no data.
     pub fn new() -> Self {
         Self::default()
     }
@@ -96,9 +100,9 @@ impl LockOptions {
         self
     }
 
-    /// Wait without limit in [`Locker::lock`](crate::Locker::lock).
+    /// Wait without limit in [`Locker::lock`](crate::Locker::lock) (the default).
     pub fn wait_forever(mut self) -> Self {
-        self.wait_timeout = Some(Duration::MAX);
+        self.wait_timeout = None;
         self
     }
 

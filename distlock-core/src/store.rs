@@ -264,9 +264,20 @@ pub enum Refreshed {
 /// (`Store` is used generically, never as `dyn Store`, so no future is boxed.)
 ///
 /// # Cancel safety
-/// The core may drop any of these futures. A dropped `acquire` may have been
-/// applied: the core then releases its key in the background, so `release` of a
-/// key that was never granted must simply answer `Ok(false)`.
+/// The core never drops an `acquire` or `acquire_queued` future that has
+/// started: when the caller of `try_lock()` or `lock()` goes away mid-way, the
+/// core finishes the call on its background task and, once the answer is in,
+/// releases the key if it may hold anything. A request the store applies
+/// *after* a release sent on another connection (a pool, a second gRPC
+/// stream) is the way a cancelled acquire used to leave a lease nobody held;
+/// ordering the release after the acquire's answer rules that out on any
+/// connection layout, with no extra round trip on the uncontended path. When
+/// the answer never comes (a transient error: the request may still land),
+/// the release is retried on "not held" too, for a few seconds.
+///
+/// So `release` of a key that was never granted must simply answer
+/// `Ok(false)`. Other methods' futures (`refresh`, `release`, `info`, …) may
+/// be dropped at any point.
 pub trait Store: Debug + Send + Sync + 'static {
     /// Limits and features.
     fn capabilities(&self) -> &Capabilities;

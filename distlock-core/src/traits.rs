@@ -69,8 +69,9 @@ pub trait Reader: Debug + Send + Sync {
 /// `Arc<dyn Locker>` to pick the backend at run time.
 #[async_trait]
 pub trait Locker: Handler + Infoer + Reader {
-    /// Take `resource`, waiting up to [`LockOptions::wait_timeout`] while others
-    /// hold it (`None`: one attempt).
+    /// Take `resource`, waiting while others hold it: until granted by default,
+    /// or up to [`LockOptions::wait_timeout`] (`Duration::ZERO`: one attempt).
+    /// Cancel the wait by dropping the future.
     ///
     /// Waiting never spins: backends that can push wake waiters on release; the
     /// others poll with jittered backoff, never sleeping past the holder's expiry.

@@ -572,21 +572,55 @@ pub async fn lock_wait_times_out(fixture: &dyn Fixture) {
     holder.release().await.expect("release");
 }
 
-/// `lock()` without a wait timeout makes one attempt.
-pub async fn lock_without_wait_timeout_tries_once(fixture: &dyn Fixture) {
+/// `lock()` with a zero wait timeout makes one attempt.
+pub async fn lock_with_zero_wait_timeout_tries_once(fixture: &dyn Fixture) {
     let ctx = Ctx::new(fixture).await;
     let r = ctx.name("no-wait");
     let holder = take(&*ctx.locker, &r, &long()).await;
     let other = ctx.other().await;
-    match within("one attempt", SOON, other.lock(&r, &long())).await {
+    let once = long().with_wait_timeout(Duration::ZERO);
+    match within("one attempt", SOON, other.lock(&r, &once)).await {
         Err(Error::WaitTimeout { .. }) => {}
         other => panic!("expected WaitTimeout at once, got {other:?}"),
     }
     holder.release().await.expect("release");
     let lock = other
-        .lock(&r, &long())
+        .lock(&r, &once)
         .await
         .expect("free now: one attempt succeeds");
+    lock.release().await.expect("release");
+}
+
+/// `lock()` with default options waits until the holder lets go.
+pub async fn lock_waits_until_granted_by_default(fixture: &dyn Fixture) {
+    let ctx = Ctx::new(fixture).await;
+    let r = ctx.name("default-wait");
+    let holder = take(&*ctx.locker, &r, &long()).await;
+    let other = ctx.other().await;
+    let waiter = {
+        let (other, r) = (other.clone(), r.clone());
+        tokio::spawn(async move { other.lock(&r, &long()).await })
+    };
+    // The waiter must still be waiting while the resource is held.
+    let early = tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            if waiter.is_finished() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(
+        early.is_err(),
+        "lock() with default options gave up while the resource was held"
+    );
+    holder.release().await.expect("release");
+    let lock = within("granted after the release", SOON, waiter)
+        .await
+        .expect("task")
+        .expect("lock() with default options");
+    assert!(!lock.is_lost());
     lock.release().await.expect("release");
 }
 
