@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use distlock_core::{
+use distlock::memory::MemoryStore;
+use distlock::{
     AcquireRequest, Acquired, Capabilities, Error, Info, LeaseKey, LockOptions, Locker,
     RefreshRequest, Refreshed, Result, Store, StoreLocker, Wakeup,
 };
-use distlock_memory::MemoryStore;
 use tokio::sync::watch;
 
 use crate::fence::Fence;

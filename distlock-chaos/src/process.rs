@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use distlock_core::{LockOptions, Locker, Registry};
+use distlock::{LockOptions, Locker, registry};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, ChildStdin, Command};
@@ -50,20 +50,6 @@ fn upstream_of(url: &str) -> Option<SocketAddr> {
 
 fn proxied(url: &str, upstream: SocketAddr, proxy: SocketAddr) -> String {
     url.replacen(&upstream.to_string(), &proxy.to_string(), 1)
-}
-
-/// The registry the holder processes use (the backends of this build).
-pub(crate) fn registry() -> Registry {
-    let registry = Registry::new();
-    #[cfg(feature = "redis")]
-    let registry = registry.with(distlock_redis::RedisConnector);
-    #[cfg(feature = "etcd")]
-    let registry = registry.with(distlock_etcd::EtcdConnector);
-    #[cfg(feature = "sql")]
-    let registry = registry.with(distlock_sql::SqlConnector);
-    #[cfg(feature = "dynamo")]
-    let registry = registry.with(distlock_dynamo::DynamoConnector);
-    registry
 }
 
 struct Holder {

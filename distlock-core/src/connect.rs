@@ -42,6 +42,8 @@ pub trait Connector: Debug + Send + Sync {
 #[derive(Debug, Default, Clone)]
 pub struct Registry {
     connectors: Vec<Arc<dyn Connector>>,
+    /// Schemes known but not built in, with what to do about them.
+    hints: Vec<(&'static [&'static str], String)>,
 }
 
 impl Registry {
@@ -53,6 +55,13 @@ impl Registry {
     /// Add a backend (a later one wins for a scheme both serve).
     pub fn with(mut self, connector: impl Connector + 'static) -> Self {
         self.connectors.insert(0, Arc::new(connector));
+        self
+    }
+
+    /// Say what to do when a URL names one of `schemes` that no registered
+    /// backend serves (typically: which feature to turn on).
+    pub fn with_hint(mut self, schemes: &'static [&'static str], hint: impl Into<String>) -> Self {
+        self.hints.push((schemes, hint.into()));
         self
     }
 
@@ -75,20 +84,61 @@ impl Registry {
     /// registered backend serves its scheme (the message lists those that do).
     pub async fn connect(&self, url: &str) -> Result<Arc<dyn Locker>> {
         let parsed = parse_url(url)?;
-        let connector = self
+        let scheme = parsed.scheme();
+        let Some(connector) = self
             .connectors
             .iter()
-            .find(|c| c.schemes().contains(&parsed.scheme()))
-            .ok_or_else(|| Error::InvalidUrl {
+            .find(|c| c.schemes().contains(&scheme))
+        else {
+            return Err(Error::InvalidUrl {
                 url: redact_url(url),
-                reason: format!(
-                    "no backend for scheme `{}` in this build; built with: {}",
-                    parsed.scheme(),
-                    self.schemes().join(", ")
-                ),
-            })?;
+                reason: self.no_backend(scheme),
+            });
+        };
         connector.connect(&parsed).await
     }
+
+    /// Why no backend serves `scheme`, and what to do.
+    fn no_backend(&self, scheme: &str) -> String {
+        if let Some((_, hint)) = self.hints.iter().find(|(s, _)| s.contains(&scheme)) {
+            return format!("scheme `{scheme}` is not built in: {hint}");
+        }
+        let served = self.schemes();
+        let known = served
+            .iter()
+            .copied()
+            .chain(self.hints.iter().flat_map(|(s, _)| s.iter().copied()));
+        let closest = known
+            .map(|candidate| (edit_distance(scheme, candidate), candidate))
+            .filter(|(distance, _)| *distance <= 2)
+            .min();
+        let served = served.join(", ");
+        match closest {
+            Some((_, candidate)) => format!(
+                "no backend for scheme `{scheme}`: did you mean `{candidate}://`? \
+                 (built with: {served})"
+            ),
+            None => format!("no backend for scheme `{scheme}` in this build; built with: {served}"),
+        }
+    }
+}
+
+/// Levenshtein distance, for "did you mean" (short strings only).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// Parse a store URL, with an error that never repeats a password.
@@ -154,6 +204,31 @@ mod tests {
         let r = redact_url("postgres://u:hunter2@[::1");
         assert!(!r.contains("hunter"), "{r}");
         assert_eq!(r, "postgres://…");
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_get_a_suggestion_or_a_hint() {
+        let registry = Registry::new()
+            .with(crate::NoopConnector)
+            .with_hint(&["redis"], "turn on feature `redis`");
+        let error = registry.connect("redis://h").await.unwrap_err();
+        assert!(
+            error.to_string().contains("turn on feature `redis`"),
+            "{error}"
+        );
+        let error = registry.connect("reddis://h").await.unwrap_err();
+        assert!(
+            error.to_string().contains("did you mean `redis://`"),
+            "{error}"
+        );
+        let error = registry.connect("nop://").await.unwrap_err();
+        assert!(
+            error.to_string().contains("did you mean `noop://`"),
+            "{error}"
+        );
+        let error = registry.connect("zookeeper://h").await.unwrap_err();
+        assert!(!error.to_string().contains("did you mean"), "{error}");
+        assert_eq!(edit_distance("postgres", "postgress"), 1);
     }
 
     #[test]

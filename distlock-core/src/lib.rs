@@ -35,10 +35,3 @@ pub use store::{
     Wakeup,
 };
 pub use traits::{Handler, Holder, Info, Infoer, Locker, Reader};
-
-/// Re-exports for the conformance macro; not a stable API.
-#[cfg(feature = "conformance")]
-#[doc(hidden)]
-pub mod __private {
-    pub use tokio;
-}

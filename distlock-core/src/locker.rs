@@ -366,7 +366,7 @@ impl<S: Store> Shared<S> {
         // attempt's key is released in the background), or for
         // `FAULT_PATIENCE` of faults in a row without one; if the wait ends on
         // a fault, that error is the answer rather than `WaitTimeout`.
-        let mut store_fault: Option<Error> = None;
+        let mut store_fault: Option<Error>;
         let mut faulty_since: Option<Instant> = None;
         loop {
             let retry_after = match self.attempt(resource, options).await {

@@ -1,7 +1,8 @@
 //! What the example programs share: picking the backend from `DISTLOCK_URL`.
 //!
 //! Every example runs on whichever backend the URL names (default `memory://`),
-//! among those this build has (features `memory`, `redis`, `etcd`, `sql`, `dynamo`).
+//! among those this build has (features `memory`, `redis`, `etcd`, `postgres`,
+//! `mysql`, `sqlite`, `dynamo`, `full`).
 //!
 //! The project README follows; its code is compiled as this crate's doc tests.
 #![doc = include_str!("../../README.md")]
@@ -10,31 +11,15 @@
 
 use std::sync::Arc;
 
-use distlock_core::{Locker, NoopConnector, Registry, Result};
-
-/// The backends compiled into this build.
-pub fn registry() -> Registry {
-    let registry = Registry::new().with(NoopConnector);
-    #[cfg(feature = "memory")]
-    let registry = registry.with(distlock_memory::MemoryConnector);
-    #[cfg(feature = "redis")]
-    let registry = registry.with(distlock_redis::RedisConnector);
-    #[cfg(feature = "etcd")]
-    let registry = registry.with(distlock_etcd::EtcdConnector);
-    #[cfg(feature = "sql")]
-    let registry = registry.with(distlock_sql::SqlConnector);
-    #[cfg(feature = "dynamo")]
-    let registry = registry.with(distlock_dynamo::DynamoConnector);
-    registry
-}
+use distlock::{Locker, Result};
 
 /// The URL from `DISTLOCK_URL`, or `memory://`.
 pub fn url() -> String {
     std::env::var("DISTLOCK_URL").unwrap_or_else(|_| "memory://".to_owned())
 }
 
-/// Connect to the store `DISTLOCK_URL` names; set `RUST_LOG=distlock=debug` to
-/// see one span per store round trip.
+/// Connect to the store `DISTLOCK_URL` names (through [`distlock::connect`]);
+/// set `RUST_LOG=distlock=debug` to see one event per store round trip.
 pub async fn connect() -> Result<Arc<dyn Locker>> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -42,5 +27,5 @@ pub async fn connect() -> Result<Arc<dyn Locker>> {
         )
         .with_writer(std::io::stderr)
         .try_init();
-    registry().connect(&url()).await
+    distlock::connect(&url()).await
 }

@@ -181,25 +181,35 @@ macro_rules! __conformance_table {
 macro_rules! __conformance_tests {
     ($fixture:expr ; $($case:ident),* $(,)?) => {
         $(
-            #[::distlock_core::__private::tokio::test(
-                flavor = "multi_thread",
-                worker_threads = 2,
-                crate = "::distlock_core::__private::tokio"
-            )]
-            async fn $case() {
-                if let ::std::option::Option::Some(fixture) = $fixture.await {
-                    $crate::conformance::$case(&fixture).await;
-                }
+            #[test]
+            fn $case() {
+                $crate::conformance::run(async {
+                    if let ::std::option::Option::Some(fixture) = $fixture.await {
+                        $crate::conformance::$case(&fixture).await;
+                    }
+                });
             }
         )*
     };
 }
 
+/// Run one case on its own multi-thread runtime (two workers), as the macro's
+/// tests do.
+pub fn run(case: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the case")
+        .block_on(case);
+}
+
 /// Expand the whole suite into one `#[tokio::test]` per case.
 ///
 /// `$fixture` is an expression evaluated in each test that yields a future of
-/// `Option<impl Fixture>` (`None` skips, see [`service_url`]). The calling
-/// crate depends on `distlock-core` under that name with feature `conformance`.
+/// `Option<impl Fixture>` (`None` skips, see [`service_url`]). It works under
+/// any name of the crate: `distlock_core`, the `distlock` facade (feature
+/// `conformance`), or a renamed dependency.
 #[macro_export]
 macro_rules! conformance_suite {
     ($fixture:expr) => {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use distlock_core::{LockOptions, Locker};
+use distlock::{LockOptions, Locker};
 
 /// The guarded storage: accepts a write only with a token above the last one
 /// it accepted (what a fenced database or object store does).
@@ -21,7 +21,7 @@ struct FencedCounter {
 }
 
 #[tokio::main]
-async fn main() -> distlock_core::Result<()> {
+async fn main() -> distlock::Result<()> {
     let mut args = std::env::args().skip(1);
     let workers: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(8);
     let rounds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);
@@ -52,7 +52,7 @@ async fn main() -> distlock_core::Result<()> {
                 }
                 lock.release().await?;
             }
-            Ok::<_, distlock_core::Error>(())
+            Ok::<_, distlock::Error>(())
         }));
     }
     for task in tasks {

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use distlock_core::{LockOptions, Locker};
+use distlock::{LockOptions, Locker};
 
 #[tokio::main]
-async fn main() -> distlock_core::Result<()> {
+async fn main() -> distlock::Result<()> {
     // 600 ms, or the backend's shortest TTL if that is longer (etcd: 2 s).
     let ttl = distlock_examples::connect()
         .await?
@@ -79,7 +79,7 @@ async fn main() -> distlock_core::Result<()> {
                     lock.release().await?;
                 }
             }
-            Ok::<_, distlock_core::Error>(())
+            Ok::<_, distlock::Error>(())
         }));
     }
     for replica in replicas {

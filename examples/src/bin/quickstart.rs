@@ -7,10 +7,10 @@
 
 use std::time::Duration;
 
-use distlock_core::{Handler, Infoer, LockOptions, Locker};
+use distlock::{Handler, Infoer, LockOptions, Locker};
 
 #[tokio::main]
-async fn main() -> distlock_core::Result<()> {
+async fn main() -> distlock::Result<()> {
     let locker = distlock_examples::connect().await?;
     println!("backend: {}", locker.capabilities().backend);
 
