@@ -15,6 +15,7 @@ mod refresher;
 mod store;
 mod trace;
 mod traits;
+mod url_options;
 mod wait;
 
 #[cfg(feature = "conformance")]
@@ -35,3 +36,5 @@ pub use store::{
     Wakeup,
 };
 pub use traits::{Handler, Holder, Info, Infoer, Locker, Reader};
+pub use url_options::UrlOptions;
+pub use wait::Backoff;

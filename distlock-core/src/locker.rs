@@ -359,7 +359,7 @@ impl<S: Store> Shared<S> {
             return self.lock_queued(resource, options, started, deadline).await;
         }
         let push = self.store.capabilities().push_wakeup;
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::for_waiting();
         // Armed wake-up for the next release, kept across fallback timeouts.
         let mut wakeup: Option<crate::Wakeup> = None;
         // A store fault while waiting is retried until the deadline (the

@@ -11,26 +11,71 @@ const MAX_PAUSE: Duration = Duration::from_millis(500);
 /// waiter spin.
 const MIN_PAUSE: Duration = Duration::from_millis(1);
 
-/// Exponential backoff with "equal jitter": each pause is drawn from
-/// [half, full] of the current step, so waiters spread out but never retry
-/// sooner than half the step.
-#[derive(Debug)]
-pub(crate) struct Backoff {
+/// Jittered exponential backoff, the one every crate of the workspace uses
+/// for retries and polling: each pause is drawn from [half, full] of the
+/// current step ("equal jitter"), so that clients spread out but never retry
+/// sooner than half the step; the step doubles up to a cap.
+///
+/// ```
+/// use std::time::Duration;
+/// use distlock_core::Backoff;
+///
+/// let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+/// let first = backoff.next_pause();
+/// assert!(first >= Duration::from_millis(25) && first <= Duration::from_millis(50));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    first: Duration,
+    max: Duration,
     step: Duration,
 }
 
 impl Backoff {
-    pub(crate) fn new() -> Self {
-        Backoff { step: FIRST_PAUSE }
+    /// Pauses starting at `first`, doubling up to `max`.
+    pub fn new(first: Duration, max: Duration) -> Self {
+        Backoff {
+            first,
+            max: max.max(first),
+            step: first,
+        }
     }
 
-    fn next_step(&mut self) -> Duration {
+    /// The waiting `lock()`'s backoff: 5 ms doubling to 500 ms.
+    pub(crate) fn for_waiting() -> Self {
+        Self::new(FIRST_PAUSE, MAX_PAUSE)
+    }
+
+    /// The next pause (jittered), and a step up.
+    pub fn next_pause(&mut self) -> Duration {
         let step = self.step;
-        self.step = (self.step * 2).min(MAX_PAUSE);
+        self.step = (self.step * 2).min(self.max);
         jitter(step)
     }
 
-    /// How long to sleep before the next attempt.
+    /// Start again from the first step (after a success).
+    pub fn reset(&mut self) {
+        self.step = self.first;
+    }
+
+    /// Sleep the next pause, or until `deadline` if that comes first: `false`
+    /// when the deadline has passed (nothing more to wait for).
+    pub async fn sleep(&mut self, deadline: Option<Instant>) -> bool {
+        let now = Instant::now();
+        let pause = self.next_pause();
+        match deadline {
+            Some(at) if at <= now + pause => {
+                tokio::time::sleep_until(at.into()).await;
+                false
+            }
+            _ => {
+                tokio::time::sleep(pause).await;
+                true
+            }
+        }
+    }
+
+    /// How long a waiter sleeps before the next attempt.
     ///
     /// - `push`: the store wakes us on release, so sleep until the holder's lease
     ///   would expire (a missed message costs at most that), or poll if unknown.
@@ -44,7 +89,7 @@ impl Backoff {
         now: Instant,
         deadline: Option<Instant>,
     ) -> Duration {
-        let step = self.next_step();
+        let step = self.next_pause();
         let pause = match (push, retry_after) {
             // Someone else's lease runs out then: add a little jitter so that all
             // waiters do not retry in the same instant.
@@ -72,7 +117,7 @@ mod tests {
 
     #[test]
     fn grows_to_the_cap_and_respects_limits() {
-        let mut b = Backoff::new();
+        let mut b = Backoff::for_waiting();
         let now = Instant::now();
         let pauses: Vec<_> = (0..12).map(|_| b.pause(false, None, now, None)).collect();
         assert!(pauses[0] <= FIRST_PAUSE && pauses[0] >= FIRST_PAUSE / 2);
