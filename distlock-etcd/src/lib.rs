@@ -16,9 +16,11 @@
 //! # Design
 //!
 //! **Keys.** Every lease (holder or waiter) is one etcd key,
-//! `<prefix>/<resource>\0<lease key hex>`, whose value holds the permits, the
-//! owner, the holder's wall-clock time at acquire and the data. The NUL cannot
-//! occur in a resource name, so one resource's keys never include another's.
+//! `<prefix>/\0<resource>\0<lease key hex>`, whose value holds the permits, the
+//! owner, the holder's wall-clock time of the grant and the data. NUL cannot
+//! occur in a prefix or a resource name, so one resource's keys never include
+//! another's, and nested prefixes never share a lock (prefix `a/x` with
+//! resource `y` is not prefix `a` with resource `x/y`).
 //! The holders of a resource are its first `permits` keys by create revision.
 //!
 //! **Fencing token = the key's create revision.** etcd's revision is one counter

@@ -255,7 +255,7 @@ impl EtcdStore {
             .map(|s| s.id)
     }
 
-    /// The etcd key of a lease: `<prefix>/<resource>\0<lease key hex>`.
+    /// The etcd key of a lease: `<prefix>/\0<resource>\0<lease key hex>`.
     pub fn key_of(&self, resource: &str, key: LeaseKey) -> Vec<u8> {
         self.inner.layout.lease_key(resource, key)
     }
