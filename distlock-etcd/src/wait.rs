@@ -127,7 +127,7 @@ pub(crate) async fn acquire_queued(
         let lease = store.lease_for(request.ttl).await?;
         match join(store, request, &prefix, &key, &lease).await {
             Ok((own_revision, place)) => {
-                store.track(request.key, lease.clone());
+                store.track(request.resource, request.key, lease.clone());
                 let waiter = Waiter {
                     store,
                     request,
@@ -375,7 +375,7 @@ impl Waiter<'_> {
         if !response.succeeded() {
             // Our key vanished while we waited (lease expired or revoked): never
             // report a grant for it (etcd#11456).
-            self.store.untrack(self.request.key);
+            self.store.untrack(self.request.resource, self.request.key);
             return Err(self.lost());
         }
         let revision = revision_of(&response);
@@ -422,7 +422,7 @@ impl Waiter<'_> {
         if response.succeeded() {
             Ok(())
         } else {
-            self.store.untrack(self.request.key);
+            self.store.untrack(self.request.resource, self.request.key);
             Err(self.lost())
         }
     }
@@ -452,7 +452,7 @@ impl Waiter<'_> {
                 () = tokio::time::sleep_until(next_keep_alive.into()) => {
                     if self.lease.age() >= every && !self.store.keep_alive(&self.lease).await? {
                         // The lease died: our key went with it.
-                        self.store.untrack(self.request.key);
+                        self.store.untrack(self.request.resource, self.request.key);
                         return Err(self.lost());
                     }
                 }
