@@ -74,6 +74,11 @@
 //! only. A key of another client gets a new lease of its own, never this
 //! store's session.
 //!
+//! **Views**: a lock is held while its key exists. etcd deletes the keys of an
+//! expired lease up to ~0.5 s after the TTL; until then `info` reports the
+//! holder with an expiry of now, as `read`, `list`, `try_lock` and `release`
+//! see it.
+//!
 //! **Acquire is one txn.** Mutex: `if no key under the resource then put ours
 //! (on the lease) else read the oldest key` — a held mutex leaves nothing behind
 //! and needs no second round trip (etcd compares over a key range). Semaphore:

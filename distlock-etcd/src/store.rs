@@ -1068,18 +1068,18 @@ impl Store for EtcdStore {
         .collect::<Result<HashMap<i64, i64>>>()?;
         let holders: Vec<Holder> = holders
             .into_iter()
-            .filter_map(|(kv, record)| {
+            .map(|(kv, record)| {
+                // Held while the key exists, as every other view and the
+                // acquire txn see it: a key whose lease ran out but that etcd
+                // has not deleted yet (up to ~0.5 s) expires now.
                 let ttl = remaining.get(&kv.lease()).copied().unwrap_or(0);
-                if ttl <= 0 {
-                    return None; // expired, not yet deleted
-                }
-                let left = Duration::from_secs(u64::try_from(ttl.min(1 << 40)).unwrap_or(0));
-                Some(Holder::new(
+                let left = Duration::from_secs(u64::try_from(ttl.clamp(0, 1 << 40)).unwrap_or(0));
+                Holder::new(
                     record.owner.clone(),
                     u64::try_from(kv.create_revision()).unwrap_or(0),
                     record.acquired_at(),
                     now + left,
-                ))
+                )
             })
             .collect();
         if holders.is_empty() {
