@@ -16,7 +16,8 @@
 //! granted that range covers the locks.
 //!
 //! The value is binary (see [`Record`]): a format byte, the permits, the
-//! holder's wall-clock time at acquire, the owner and the caller's data.
+//! holder's wall-clock time of the grant (rewritten when a waiter is granted),
+//! the owner and the caller's data.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,7 +81,7 @@ impl Layout {
 pub(crate) struct Record {
     /// The permits the holder asked for.
     pub(crate) permits: u32,
-    /// The holder's wall clock at acquire, in milliseconds since the epoch
+    /// The holder's wall clock at the grant, in milliseconds since the epoch
     /// (etcd keeps no wall time of its own).
     pub(crate) acquired_ms: u64,
     pub(crate) owner: String,

@@ -38,9 +38,14 @@
 //! refresher calls [`Store::refresh`](distlock_core::Store::refresh) with a
 //! batch; the store sends **one keep-alive per distinct lease** in it (one for
 //! all session locks) and, at the same time, **reads every key of the batch**
-//! in txns of up to 128 key-only gets (etcd's default `--max-txn-ops`), so a
-//! refresh of N session locks costs 1 keep-alive + ⌈N/128⌉ read txns, sent
-//! together (one round trip of latency). A lock is `Renewed` if its lease was
+//! in txns of up to 128 key-only gets (etcd's default `--max-txn-ops`; a
+//! cluster run with a lower limit refuses them), so a refresh of N session
+//! locks costs 1 keep-alive + ⌈N/128⌉ read txns, sent together (one round trip
+//! of latency; [`EtcdStats::key_checks`] counts the txns). A watch on the lock
+//! prefix could push deletions instead and keep a refresh at one keep-alive,
+//! at the price of a stream per store, resumption after breaks and a fallback
+//! to these reads after a compaction; the reads were chosen as the simpler
+//! correct design. A lock is `Renewed` if its lease was
 //! confirmed and its key still exists on it, `NotHeld` if the lease is gone
 //! or the key was deleted (a release by key from another client, an operator's
 //! delete: the holder's `lost` fires at its next refresh at the latest, the
