@@ -216,7 +216,8 @@ async fn main() {
     for _ in 0..4 {
         lockers.push(new_locker(&url).await);
     }
-    // Locks whose TTL is the session's ride on its lease: one keep-alive each interval.
+    // Locks whose TTL is the session's ride on its lease: one keep-alive each
+    // interval, plus one existence txn per 128 locks.
     let ttl = if full {
         Duration::from_secs(3)
     } else {
@@ -225,12 +226,13 @@ async fn main() {
     let tiers = Tiers::new(full)
         .with_ttl(ttl)
         .with_concurrency(64)
-        .counting("keep-alive requests");
+        .counting("refresh requests (keep-alives + existence txns)");
     let session = EtcdConfig::from_url(&url).unwrap().with_session_ttl(ttl);
     let holder = EtcdStore::connect(session).await.unwrap().locker();
     tiers
         .run(&mut report, &lockers, &holder, |l| {
-            l.store().stats().keep_alives
+            let stats = l.store().stats();
+            stats.keep_alives + stats.key_checks
         })
         .await;
 

@@ -3,16 +3,21 @@
 //! One etcd key per lease (holder or waiter):
 //!
 //! ```text
-//! <prefix>/<resource> NUL <lease key, 32 hex digits>
+//! <prefix>/ NUL <resource> NUL <lease key, 32 hex digits>
 //! ```
 //!
-//! The NUL separator cannot occur in a resource name (control characters are
-//! rejected before anything is sent), so the keys of resource `a` are exactly
-//! the keys under `<prefix>/a\0` and never those of `a/b`; and keys sort by
-//! resource name first, so a prefix range lists resources in order.
+//! NUL cannot occur in a prefix or a resource name (control characters are
+//! rejected before anything is sent), so the first NUL ends the prefix and the
+//! last one ends the resource: prefix `a/x` with resource `y` (`a/x/\0y\0…`)
+//! is never prefix `a` with resource `x/y` (`a/\0x/y\0…`), the keys of
+//! resource `a` are exactly the keys under `<prefix>/\0a\0` and never those
+//! of `a/b`, and keys sort by resource name first, so a prefix range lists
+//! resources in order. Everything stays under `<prefix>/`, so an etcd role
+//! granted that range covers the locks.
 //!
 //! The value is binary (see [`Record`]): a format byte, the permits, the
-//! holder's wall-clock time at acquire, the owner and the caller's data.
+//! holder's wall-clock time of the grant (rewritten when a waiter is granted),
+//! the owner and the caller's data.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -28,7 +33,7 @@ const FORMAT: u8 = 1;
 /// The key-space layout under one prefix.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
-    /// `<prefix>/`.
+    /// `<prefix>/` then NUL.
     root: Vec<u8>,
 }
 
@@ -36,6 +41,7 @@ impl Layout {
     pub(crate) fn new(prefix: &str) -> Self {
         let mut root = prefix.trim_end_matches('/').as_bytes().to_vec();
         root.push(b'/');
+        root.push(SEPARATOR);
         Layout { root }
     }
 
@@ -75,7 +81,7 @@ impl Layout {
 pub(crate) struct Record {
     /// The permits the holder asked for.
     pub(crate) permits: u32,
-    /// The holder's wall clock at acquire, in milliseconds since the epoch
+    /// The holder's wall clock at the grant, in milliseconds since the epoch
     /// (etcd keeps no wall time of its own).
     pub(crate) acquired_ms: u64,
     pub(crate) owner: String,
@@ -153,9 +159,37 @@ mod tests {
         assert!(!ab.starts_with(&prefix));
         assert_eq!(layout.resource_of(&a), Some("a"));
         assert_eq!(layout.resource_of(&ab), Some("a/b"));
-        assert_eq!(layout.resource_of(b"other/a\0x"), None);
+        assert_eq!(layout.resource_of(b"other/\0a\0x"), None);
+        assert_eq!(layout.resource_of(b"distlock/a\0x"), None);
         assert!(a.starts_with(&layout.list_prefix("a")));
         assert!(ab.starts_with(&layout.list_prefix("a/")));
+    }
+
+    #[test]
+    fn nested_prefixes_never_share_keys() {
+        let key = LeaseKey::random();
+        let outer = Layout::new("a");
+        let inner = Layout::new("a/x");
+        assert_ne!(outer.lease_key("x/y", key), inner.lease_key("y", key));
+        assert!(
+            !outer
+                .lease_key("x/y", key)
+                .starts_with(&inner.resource_prefix("y"))
+        );
+        assert!(
+            !inner
+                .lease_key("y", key)
+                .starts_with(&outer.resource_prefix("x/y"))
+        );
+        assert!(
+            !inner
+                .lease_key("y", key)
+                .starts_with(&outer.list_prefix(""))
+        );
+        assert_eq!(
+            Layout::new("a/").lease_key("r", key),
+            outer.lease_key("r", key)
+        );
     }
 
     #[test]

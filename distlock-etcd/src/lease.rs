@@ -11,6 +11,8 @@ pub(crate) struct LeaseHandle {
     pub(crate) id: i64,
     /// The TTL etcd granted, in seconds.
     pub(crate) secs: i64,
+    /// The TTL asked for, in seconds (locks whose TTL rounds to it hang here).
+    pub(crate) asked: i64,
     /// The locker's session (shared by many locks), not a per-lock lease.
     pub(crate) session: bool,
     /// The instant before the last grant or keep-alive etcd confirmed was sent:
@@ -21,10 +23,11 @@ pub(crate) struct LeaseHandle {
 }
 
 impl LeaseHandle {
-    pub(crate) fn new(id: i64, secs: i64, session: bool, sent: Instant) -> Self {
+    pub(crate) fn new(id: i64, secs: i64, asked: i64, session: bool, sent: Instant) -> Self {
         LeaseHandle {
             id,
             secs,
+            asked,
             session,
             confirmed: Mutex::new(sent),
             dead: AtomicBool::new(false),

@@ -16,9 +16,11 @@
 //! # Design
 //!
 //! **Keys.** Every lease (holder or waiter) is one etcd key,
-//! `<prefix>/<resource>\0<lease key hex>`, whose value holds the permits, the
-//! owner, the holder's wall-clock time at acquire and the data. The NUL cannot
-//! occur in a resource name, so one resource's keys never include another's.
+//! `<prefix>/\0<resource>\0<lease key hex>`, whose value holds the permits, the
+//! owner, the holder's wall-clock time of the grant and the data. NUL cannot
+//! occur in a prefix or a resource name, so one resource's keys never include
+//! another's, and nested prefixes never share a lock (prefix `a/x` with
+//! resource `y` is not prefix `a` with resource `x/y`).
 //! The holders of a resource are its first `permits` keys by create revision.
 //!
 //! **Fencing token = the key's create revision.** etcd's revision is one counter
@@ -29,13 +31,26 @@
 //! **Sessions.** A store grants one etcd lease, its *session*, of
 //! [`EtcdConfig::session_ttl`] (default 30 s, the default lock TTL). Every lock
 //! whose TTL rounds up to the same whole seconds hangs its key on the session,
-//! so holding 10,000 locks costs one keep-alive per refresh interval, and losing
+//! so holding 10,000 locks costs one keep-alive per refresh interval (plus the
+//! existence reads below), and losing
 //! the session (revoked, or expired while the client was cut off) fires `lost`
 //! on every lock it carried at their next refresh. The core's background
 //! refresher calls [`Store::refresh`](distlock_core::Store::refresh) with a
 //! batch; the store sends **one keep-alive per distinct lease** in it (one for
-//! all session locks), answering `Renewed` for the batch if etcd confirmed a
-//! TTL, `NotHeld` if the lease is gone. Grants report
+//! all session locks) and, at the same time, **reads every key of the batch**
+//! in txns of up to 128 key-only gets (etcd's default `--max-txn-ops`; a
+//! cluster run with a lower limit refuses them), so a refresh of N session
+//! locks costs 1 keep-alive + ⌈N/128⌉ read txns, sent together (one round trip
+//! of latency; [`EtcdStats::key_checks`] counts the txns). A watch on the lock
+//! prefix could push deletions instead and keep a refresh at one keep-alive,
+//! at the price of a stream per store, resumption after breaks and a fallback
+//! to these reads after a compaction; the reads were chosen as the simpler
+//! correct design. A lock is `Renewed` if its lease was
+//! confirmed and its key still exists on it, `NotHeld` if the lease is gone
+//! or the key was deleted (a release by key from another client, an operator's
+//! delete: the holder's `lost` fires at its next refresh at the latest, the
+//! manual `Lock::refresh` included), or if the key is named with another
+//! resource. Grants report
 //! [`Grant::valid_from`](distlock_core::Grant::valid_from) = the instant the
 //! session's last confirmed keep-alive (or grant) was sent, so the lost deadline
 //! never outlives the lease. After an idle spell (half the session TTL without a
@@ -52,10 +67,22 @@
 //! TTL lives as long as the session, which the store keeps alive while other
 //! session locks are refreshed (the core does not tell the store which locks are
 //! manual: an `auto_refresh` flag in `AcquireRequest` would let manual locks take
-//! their own lease); use another TTL for a manual lock that must lapse on its own. A detached lock on the session
-//! lives until the session ends. An operator who deletes a key by hand is not
-//! noticed by its holder (a keep-alive renews the lease, not the key): revoke
-//! the lease instead (`etcdctl lease revoke`), which every holder notices.
+//! their own lease); use another TTL for a manual lock that must lapse on its
+//! own. A detached lock on the session lives until the session ends.
+//!
+//! **Refresh with another TTL** (than the lease the key hangs on): the store
+//! keeps the old lease alive first (an expired lease is never revived:
+//! `NotHeld`), then moves the key onto a lease of the new TTL (the session if
+//! the TTL rounds to it, else a spare or new per-lock lease) with a txn that
+//! checks the key still hangs on the old lease; the key, its value and its
+//! create revision (the token) stay. Two or three round trips, for that lock
+//! only. A key of another client gets a new lease of its own, never this
+//! store's session.
+//!
+//! **Views**: a lock is held while its key exists. etcd deletes the keys of an
+//! expired lease up to ~0.5 s after the TTL; until then `info` reports the
+//! holder with an expiry of now, as `read`, `list`, `try_lock` and `release`
+//! see it.
 //!
 //! **Acquire is one txn.** Mutex: `if no key under the resource then put ours
 //! (on the lease) else read the oldest key` — a held mutex leaves nothing behind

@@ -52,12 +52,21 @@ pub(crate) struct Inner {
     session: Mutex<Option<Arc<LeaseHandle>>>,
     /// Serialises session grants and stale-session keep-alives.
     session_gate: tokio::sync::Mutex<()>,
-    /// The lease each key this store granted hangs on.
-    keys: Mutex<HashMap<LeaseKey, Arc<LeaseHandle>>>,
+    /// The lease each key this store granted hangs on, and its resource.
+    keys: Mutex<HashMap<LeaseKey, Tracked>>,
     /// One unused per-lock lease per TTL, kept for the next acquire of that TTL.
     spares: Mutex<HashMap<i64, Arc<LeaseHandle>>>,
     pub(crate) stats: Counters,
 }
+
+/// A key this store granted: its resource and the lease it hangs on.
+pub(crate) struct Tracked {
+    resource: Box<str>,
+    lease: Arc<LeaseHandle>,
+}
+
+/// Most operations in one txn: etcd's default `--max-txn-ops`.
+const MAX_TXN_OPS: usize = 128;
 
 /// Counters behind [`EtcdStats`].
 #[derive(Default)]
@@ -65,6 +74,7 @@ pub(crate) struct Counters {
     pub(crate) grants: AtomicU64,
     pub(crate) keep_alives: AtomicU64,
     pub(crate) queue_checks: AtomicU64,
+    pub(crate) key_checks: AtomicU64,
 }
 
 /// What a store has sent so far, for tests, benchmarks and monitoring.
@@ -78,6 +88,9 @@ pub struct EtcdStats {
     /// Re-checks of a waiter's place after a wake-up (one per wake-up: with
     /// FIFO wake-up, one per grant from the queue when nothing else happens).
     pub queue_checks: u64,
+    /// Existence checks sent by refresh: txns of up to 128 key reads, so that a
+    /// key deleted by another client (a release by key) is noticed.
+    pub key_checks: u64,
 }
 
 fn kv_of(client: &Client) -> etcd_client::KvClient {
@@ -100,6 +113,15 @@ impl fmt::Debug for EtcdStore {
             .field("tracked_keys", &locked(&self.inner.keys).len())
             .finish()
     }
+}
+
+/// What a move of a key to another lease found.
+enum Moved {
+    Done,
+    /// The key is gone.
+    Gone,
+    /// The key hangs on this other lease.
+    Elsewhere(i64),
 }
 
 /// What one acquire txn found.
@@ -239,6 +261,7 @@ impl EtcdStore {
             grants: c.grants.load(Ordering::Relaxed),
             keep_alives: c.keep_alives.load(Ordering::Relaxed),
             queue_checks: c.queue_checks.load(Ordering::Relaxed),
+            key_checks: c.key_checks.load(Ordering::Relaxed),
         }
     }
 
@@ -255,7 +278,7 @@ impl EtcdStore {
             .map(|s| s.id)
     }
 
-    /// The etcd key of a lease: `<prefix>/<resource>\0<lease key hex>`.
+    /// The etcd key of a lease: `<prefix>/\0<resource>\0<lease key hex>`.
     pub fn key_of(&self, resource: &str, key: LeaseKey) -> Vec<u8> {
         self.inner.layout.lease_key(resource, key)
     }
@@ -318,6 +341,7 @@ impl EtcdStore {
         Ok(Arc::new(LeaseHandle::new(
             response.id(),
             response.ttl().max(secs),
+            secs,
             session,
             sent,
         )))
@@ -358,7 +382,7 @@ impl EtcdStore {
                 *session = None;
             }
         }
-        locked(&self.inner.keys).retain(|_, l| l.id != lease.id);
+        locked(&self.inner.keys).retain(|_, t| t.lease.id != lease.id);
         locked(&self.inner.spares).retain(|_, l| l.id != lease.id);
     }
 
@@ -410,12 +434,22 @@ impl EtcdStore {
         }
     }
 
-    pub(crate) fn track(&self, key: LeaseKey, lease: Arc<LeaseHandle>) {
-        locked(&self.inner.keys).insert(key, lease);
+    pub(crate) fn track(&self, resource: &str, key: LeaseKey, lease: Arc<LeaseHandle>) {
+        let tracked = Tracked {
+            resource: resource.into(),
+            lease,
+        };
+        locked(&self.inner.keys).insert(key, tracked);
     }
 
-    pub(crate) fn untrack(&self, key: LeaseKey) -> Option<Arc<LeaseHandle>> {
-        locked(&self.inner.keys).remove(&key)
+    /// Forget `key` if this store tracks it for `resource` (a key named with
+    /// another resource is not that lease).
+    pub(crate) fn untrack(&self, resource: &str, key: LeaseKey) -> Option<Arc<LeaseHandle>> {
+        let mut keys = locked(&self.inner.keys);
+        match keys.get(&key) {
+            Some(tracked) if &*tracked.resource == resource => keys.remove(&key).map(|t| t.lease),
+            _ => None,
+        }
     }
 
     // ----- requests -------------------------------------------------------------
@@ -577,7 +611,7 @@ impl EtcdStore {
     /// Delete the key of `key` on `resource`: `Ok(true)` if it existed.
     pub(crate) async fn release_key(&self, resource: &str, key: LeaseKey) -> Result<bool> {
         let name = self.inner.layout.lease_key(resource, key);
-        let lease = self.untrack(key);
+        let lease = self.untrack(resource, key);
         // The key's name holds the 128-bit random lease key, so it names this
         // lease alone, forever: deleting by name is the compare-and-delete.
         let response = self
@@ -597,15 +631,299 @@ impl EtcdStore {
         Ok(released)
     }
 
-    /// The lease `key` of `resource` hangs on, looked up in etcd (keys of other
-    /// clients, handed over by lease key). `None` if the key does not exist.
-    async fn find_lease(&self, resource: &str, key: LeaseKey) -> Result<Option<i64>> {
-        let name = self.inner.layout.lease_key(resource, key);
-        let response = self
-            .kv_get(name, GetOptions::new().with_keys_only())
+    /// Renew a batch of leases (see the crate docs, *Refresh*). In parallel:
+    /// one keep-alive per distinct lease of the keys this store tracks, and
+    /// txns of up to [`MAX_TXN_OPS`] key reads that check every key still
+    /// exists on that lease (a key deleted by another client, a release by key,
+    /// is `NotHeld` although its lease lives on). Keys of other clients (handed
+    /// over by lease key) are found by the same reads, then their lease is kept
+    /// alive. A TTL other than the lease's moves the key onto a lease of the
+    /// new TTL.
+    async fn refresh_batch(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
+        let started = Instant::now();
+        let mut answers = vec![Refreshed::NotHeld; leases.len()];
+        let mut groups: HashMap<i64, (Arc<LeaseHandle>, Vec<usize>)> = HashMap::new();
+        let mut moves: Vec<(usize, Arc<LeaseHandle>)> = Vec::new();
+        let mut unknown = Vec::new();
+        {
+            let keys = locked(&self.inner.keys);
+            for (index, request) in leases.iter().enumerate() {
+                match keys.get(&request.key) {
+                    // Named with another resource: not this lease (the read
+                    // below finds no such key).
+                    Some(tracked) if &*tracked.resource != request.resource => {
+                        unknown.push(index);
+                    }
+                    Some(tracked) if tracked.lease.is_dead() => {}
+                    Some(tracked) if ttl_secs(request.ttl) != tracked.lease.asked => {
+                        moves.push((index, tracked.lease.clone()));
+                    }
+                    Some(tracked) => groups
+                        .entry(tracked.lease.id)
+                        .or_insert_with(|| (tracked.lease.clone(), Vec::new()))
+                        .1
+                        .push(index),
+                    None => unknown.push(index),
+                }
+            }
+        }
+        let mut checked: Vec<usize> = groups
+            .values()
+            .flat_map(|(_, indices)| indices.iter().copied())
+            .collect();
+        checked.extend_from_slice(&unknown);
+        let names: Vec<Vec<u8>> = checked
+            .iter()
+            .map(|&i| {
+                self.inner
+                    .layout
+                    .lease_key(leases[i].resource, leases[i].key)
+            })
+            .collect();
+        let (kept, found, moved) = tokio::join!(
+            join_all(groups.values().map(|(lease, _)| self.keep_alive(lease))),
+            self.leases_of(&names),
+            join_all(
+                moves
+                    .iter()
+                    .map(|(i, lease)| self.move_tracked(&leases[*i], lease, started))
+            ),
+        );
+        let found: HashMap<usize, Option<i64>> = checked.into_iter().zip(found?).collect();
+        let mut first_error = None;
+        let mut foreign = Vec::new();
+        for ((lease, indices), kept) in groups.values().zip(kept) {
+            match kept {
+                Ok(true) => {
+                    for &i in indices {
+                        match found.get(&i).copied().flatten() {
+                            Some(id) if id == lease.id => answers[i] = Refreshed::Renewed,
+                            None => {
+                                // Deleted by another client (release by key).
+                                if let Some(lease) = self.untrack(leases[i].resource, leases[i].key)
+                                    && !lease.session
+                                {
+                                    self.keep_spare(lease);
+                                }
+                            }
+                            Some(0) => answers[i] = Refreshed::Renewed,
+                            Some(id) => {
+                                // Moved to another lease by another client.
+                                self.untrack(leases[i].resource, leases[i].key);
+                                foreign.push((i, id));
+                            }
+                        }
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        for &i in &unknown {
+            match found.get(&i).copied().flatten() {
+                None => {}
+                Some(0) => answers[i] = Refreshed::Renewed,
+                Some(id) => foreign.push((i, id)),
+            }
+        }
+        for ((i, _), moved) in moves.iter().zip(moved) {
+            match moved {
+                Ok(answer) => answers[*i] = answer,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        let foreign_answers = join_all(
+            foreign
+                .iter()
+                .map(|&(index, id)| self.refresh_foreign(&leases[index], id)),
+        )
+        .await;
+        for (&(index, _), answer) in foreign.iter().zip(foreign_answers) {
+            match answer {
+                Ok(answer) => answers[index] = answer,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(answers),
+        }
+    }
+
+    /// The lease each of `names` hangs on (`None`: no such key), read in txns
+    /// of up to [`MAX_TXN_OPS`] gets, sent together.
+    async fn leases_of(&self, names: &[Vec<u8>]) -> Result<Vec<Option<i64>>> {
+        let chunks = join_all(names.chunks(MAX_TXN_OPS).map(|chunk| async move {
+            self.inner.stats.key_checks.fetch_add(1, Ordering::Relaxed);
+            let reads: Vec<TxnOp> = chunk
+                .iter()
+                .map(|name| TxnOp::get(name.clone(), Some(GetOptions::new().with_keys_only())))
+                .collect();
+            let response = self
+                .kv_txn(Txn::new().and_then(reads))
+                .await
+                .map_err(|e| map(e, Op::Read, ""))?;
+            let found: Vec<Option<i64>> = response
+                .op_responses()
+                .into_iter()
+                .map(|op| match op {
+                    TxnOpResponse::Get(get) => get.kvs().first().map(KeyValue::lease),
+                    _ => None,
+                })
+                .collect();
+            if found.len() == chunk.len() {
+                Ok(found)
+            } else {
+                Err(Error::store(
+                    BACKEND,
+                    "txn answered fewer reads than it was sent",
+                ))
+            }
+        }))
+        .await;
+        let mut out = Vec::with_capacity(names.len());
+        for chunk in chunks {
+            out.extend(chunk?);
+        }
+        Ok(out)
+    }
+
+    /// Renew a tracked key with a TTL other than its lease's: keep the old
+    /// lease alive first (an expired lease is never revived), then move the key
+    /// onto a lease of the new TTL if it still hangs on the old one. A key that
+    /// another client moved to a lease of its own is renewed as a foreign key.
+    async fn move_tracked(
+        &self,
+        request: &RefreshRequest<'_>,
+        old: &Arc<LeaseHandle>,
+        started: Instant,
+    ) -> Result<Refreshed> {
+        let name = self.inner.layout.lease_key(request.resource, request.key);
+        if !self.keep_alive(old).await? {
+            return match self.leases_of(std::slice::from_ref(&name)).await?.first() {
+                Some(Some(id)) if *id != old.id && *id != 0 => {
+                    self.refresh_foreign(request, *id).await
+                }
+                _ => Ok(Refreshed::NotHeld),
+            };
+        }
+        let mut retried = false;
+        loop {
+            let new = self.lease_for(request.ttl).await?;
+            let moved = self.move_key(&name, old.id, &new).await;
+            if !matches!(moved, Ok(Moved::Done)) && !new.session {
+                self.keep_spare(new.clone());
+            }
+            match moved {
+                Ok(Moved::Done) => {
+                    self.track(request.resource, request.key, new.clone());
+                    if !old.session {
+                        self.keep_spare(old.clone());
+                    }
+                    // The new TTL must run from after the caller sent the
+                    // refresh: renew a lease confirmed before that.
+                    if new.confirmed() < started && !self.keep_alive(&new).await? {
+                        return Ok(Refreshed::NotHeld);
+                    }
+                    return Ok(Refreshed::Renewed);
+                }
+                Ok(other) => {
+                    self.untrack(request.resource, request.key);
+                    if !old.session {
+                        self.keep_spare(old.clone());
+                    }
+                    return match other {
+                        Moved::Elsewhere(id) => self.refresh_foreign(request, id).await,
+                        _ => Ok(Refreshed::NotHeld),
+                    };
+                }
+                Err(error) if is_lease_not_found(&error) && !retried => {
+                    self.lease_gone(&new);
+                    retried = true;
+                }
+                Err(error) => return Err(map(error, Op::Write("refresh"), request.resource)),
+            }
+        }
+    }
+
+    /// Put `name` on lease `to` (value kept) if it hangs on lease `from`.
+    async fn move_key(
+        &self,
+        name: &[u8],
+        from: i64,
+        to: &LeaseHandle,
+    ) -> std::result::Result<Moved, etcd_client::Error> {
+        let txn = Txn::new()
+            .when([Compare::lease(name.to_vec(), CompareOp::Equal, from)])
+            .and_then([TxnOp::put(
+                name.to_vec(),
+                Vec::new(),
+                Some(PutOptions::new().with_ignore_value().with_lease(to.id)),
+            )])
+            .or_else([TxnOp::get(
+                name.to_vec(),
+                Some(GetOptions::new().with_keys_only()),
+            )]);
+        let response = self.kv_txn(txn).await?;
+        if response.succeeded() {
+            return Ok(Moved::Done);
+        }
+        Ok(
+            match first_range(&response).and_then(|r| r.kvs().first().map(KeyValue::lease)) {
+                Some(id) if id != 0 => Moved::Elsewhere(id),
+                _ => Moved::Gone,
+            },
+        )
+    }
+
+    /// Renew a key this store does not track, found on lease `id`: keep that
+    /// lease alive; another TTL than the lease's moves the key onto a lease of
+    /// its own (never this store's session: it would live as long as that).
+    async fn refresh_foreign(&self, request: &RefreshRequest<'_>, id: i64) -> Result<Refreshed> {
+        self.inner.stats.keep_alives.fetch_add(1, Ordering::Relaxed);
+        let (kept, granted) = tokio::join!(
+            self.retry(|client| {
+                let mut client = client.lease_client();
+                async move { client.keep_alive(id).await }
+            }),
+            self.retry(|client| {
+                let mut client = client.lease_client();
+                async move { client.time_to_live(id, None).await }
+            })
+        );
+        match kept {
+            Ok(_) => {}
+            Err(error) if is_lease_not_found(&error) => return Ok(Refreshed::NotHeld),
+            Err(error) => return Err(map(error, Op::Write("refresh"), request.resource)),
+        }
+        let granted = granted
+            .map_err(|e| map(e, Op::Write("refresh"), request.resource))?
+            .granted_ttl();
+        let secs = ttl_secs(request.ttl);
+        if granted <= 0 {
+            return Ok(Refreshed::NotHeld);
+        }
+        if granted == secs {
+            return Ok(Refreshed::Renewed);
+        }
+        let new = self.grant(secs, false).await?;
+        let name = self.inner.layout.lease_key(request.resource, request.key);
+        let moved = self
+            .move_key(&name, id, &new)
             .await
-            .map_err(|e| map(e, Op::Read, resource))?;
-        Ok(response.kvs().first().map(KeyValue::lease))
+            .map_err(|e| map(e, Op::Write("refresh"), request.resource))?;
+        Ok(if matches!(moved, Moved::Done) {
+            Refreshed::Renewed
+        } else {
+            self.revoke_in_background(&new);
+            Refreshed::NotHeld
+        })
     }
 }
 
@@ -676,7 +994,7 @@ impl Store for EtcdStore {
             let lease = self.lease_for(request.ttl).await?;
             match self.acquire_txn(request, &lease).await {
                 Ok(TxnOutcome::Granted { revision }) => {
-                    self.track(request.key, lease.clone());
+                    self.track(request.resource, request.key, lease.clone());
                     let token = u64::try_from(revision).unwrap_or(0);
                     return Ok(Acquired::Granted(
                         Grant::new(token, SystemTime::now() + lease.ttl())
@@ -706,98 +1024,7 @@ impl Store for EtcdStore {
     }
 
     async fn refresh(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
-        let mut answers = vec![Refreshed::NotHeld; leases.len()];
-        // Group by lease: one keep-alive per distinct lease.
-        let mut groups: HashMap<i64, (Arc<LeaseHandle>, Vec<usize>)> = HashMap::new();
-        let mut unknown = Vec::new();
-        {
-            let keys = locked(&self.inner.keys);
-            for (index, request) in leases.iter().enumerate() {
-                match keys.get(&request.key) {
-                    Some(lease) if lease.is_dead() => {}
-                    Some(lease) => {
-                        if request.ttl > lease.ttl() {
-                            return Err(ttl_above_lease(request.ttl, lease.secs));
-                        }
-                        groups
-                            .entry(lease.id)
-                            .or_insert_with(|| (lease.clone(), Vec::new()))
-                            .1
-                            .push(index);
-                    }
-                    None => unknown.push(index),
-                }
-            }
-        }
-        // Keys this store did not grant (handed over by lease key): find their
-        // lease first (one more round trip, for these only).
-        let found = join_all(
-            unknown
-                .iter()
-                .map(|&i| self.find_lease(leases[i].resource, leases[i].key)),
-        )
-        .await;
-        let mut foreign = Vec::new();
-        for (&index, found) in unknown.iter().zip(found) {
-            match found? {
-                None => {}
-                Some(0) => answers[index] = Refreshed::Renewed,
-                Some(id) => foreign.push((index, id)),
-            }
-        }
-        let kept = join_all(groups.values().map(|(lease, _)| self.keep_alive(lease))).await;
-        let mut first_error = None;
-        for ((_, indices), kept) in groups.values().zip(kept) {
-            match kept {
-                Ok(true) => {
-                    for &i in indices {
-                        answers[i] = Refreshed::Renewed;
-                    }
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        let foreign_answers = join_all(foreign.iter().map(|&(index, id)| async move {
-            let request = &leases[index];
-            self.inner.stats.keep_alives.fetch_add(1, Ordering::Relaxed);
-            let (kept, granted) = tokio::join!(
-                self.retry(|client| {
-                    let mut client = client.lease_client();
-                    async move { client.keep_alive(id).await }
-                }),
-                self.retry(|client| {
-                    let mut client = client.lease_client();
-                    async move { client.time_to_live(id, None).await }
-                })
-            );
-            match kept {
-                Ok(_) => {
-                    let secs = granted.map(|g| g.granted_ttl()).unwrap_or(i64::MAX);
-                    if request.ttl > Duration::from_secs(u64::try_from(secs).unwrap_or(0)) {
-                        return Err(ttl_above_lease(request.ttl, secs));
-                    }
-                    Ok(Refreshed::Renewed)
-                }
-                Err(error) if is_lease_not_found(&error) => Ok(Refreshed::NotHeld),
-                Err(error) => Err(map(error, Op::Write("refresh"), request.resource)),
-            }
-        }))
-        .await;
-        for (&(index, _), answer) in foreign.iter().zip(foreign_answers) {
-            match answer {
-                Ok(answer) => answers[index] = answer,
-                Err(error) => {
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        match first_error {
-            Some(error) => Err(error),
-            None => Ok(answers),
-        }
+        self.refresh_batch(leases).await
     }
 
     async fn release(&self, resource: &str, key: LeaseKey) -> Result<bool> {
@@ -841,18 +1068,18 @@ impl Store for EtcdStore {
         .collect::<Result<HashMap<i64, i64>>>()?;
         let holders: Vec<Holder> = holders
             .into_iter()
-            .filter_map(|(kv, record)| {
+            .map(|(kv, record)| {
+                // Held while the key exists, as every other view and the
+                // acquire txn see it: a key whose lease ran out but that etcd
+                // has not deleted yet (up to ~0.5 s) expires now.
                 let ttl = remaining.get(&kv.lease()).copied().unwrap_or(0);
-                if ttl <= 0 {
-                    return None; // expired, not yet deleted
-                }
-                let left = Duration::from_secs(u64::try_from(ttl.min(1 << 40)).unwrap_or(0));
-                Some(Holder::new(
+                let left = Duration::from_secs(u64::try_from(ttl.clamp(0, 1 << 40)).unwrap_or(0));
+                Holder::new(
                     record.owner.clone(),
                     u64::try_from(kv.create_revision()).unwrap_or(0),
                     record.acquired_at(),
                     now + left,
-                ))
+                )
             })
             .collect();
         if holders.is_empty() {
@@ -912,16 +1139,6 @@ impl Store for EtcdStore {
     ) -> Result<Option<Grant>> {
         crate::wait::acquire_queued(self, request, deadline, abandoned).await
     }
-}
-
-fn ttl_above_lease(ttl: Duration, secs: i64) -> Error {
-    Error::invalid(
-        "ttl",
-        format!(
-            "{ttl:?} is longer than the {secs} s etcd lease the key hangs on; an etcd \
-             lease keeps the TTL it was granted with, so refresh with at most that"
-        ),
-    )
 }
 
 #[cfg(feature = "tls")]

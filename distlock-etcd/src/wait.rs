@@ -8,15 +8,22 @@
 //! - **semaphore** (N permits): the *first* waiter (exactly N keys ahead, all
 //!   holders) watches the resource's deletions, since any holder may leave; a
 //!   waiter further back watches only its predecessor, for deletion or for the
-//!   "touch" (an empty put) its predecessor makes when it is granted, which is
-//!   when this waiter becomes first. One release wakes one waiter.
+//!   "touch" its predecessor makes when it is granted (the put that rewrites
+//!   its record with the grant time), which is when this waiter becomes first.
+//!   One release wakes one waiter.
+//!
+//! A waiter granted after waiting rewrites its record (one more round trip),
+//! so that `info` reports the grant time, not the moment it queued.
 //!
 //! Every re-check is one txn that first compares our own key's create revision:
 //! a waiter whose key vanished (its lease expired or was revoked while it
 //! waited, the etcd#11456 case) never reports a grant.
 //!
 //! While it waits, the waiter keeps its lease alive (the locker holds nothing to
-//! refresh it otherwise). At the deadline it deletes its key and returns `None`.
+//! refresh it otherwise). At the deadline, or once the core says the wait was
+//! abandoned (its `lock()` future was dropped), it deletes its key and returns
+//! `None`; a write already sent (the join, a re-check, the grant's rewrite) is
+//! always finished first, and the core releases the key after the call anyway.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -127,7 +134,7 @@ pub(crate) async fn acquire_queued(
         let lease = store.lease_for(request.ttl).await?;
         match join(store, request, &prefix, &key, &lease).await {
             Ok((own_revision, place)) => {
-                store.track(request.key, lease.clone());
+                store.track(request.resource, request.key, lease.clone());
                 let waiter = Waiter {
                     store,
                     request,
@@ -162,8 +169,8 @@ pub(crate) async fn acquire_queued(
     loop {
         match place {
             Place::Granted => {
-                if waited && waiter.request.permits > 1 {
-                    waiter.touch().await?;
+                if waited {
+                    waiter.stamp().await?;
                 }
                 return Ok(Some(waiter.grant()));
             }
@@ -174,6 +181,11 @@ pub(crate) async fn acquire_queued(
                 revision,
             } => {
                 waited = true;
+                if abandoned.is_abandoned() {
+                    // Nobody waits for us: leave without opening a watch.
+                    waiter.leave().await?;
+                    return Ok(None);
+                }
                 let mut options = WatchOptions::new().with_start_revision(revision + 1);
                 if prefix {
                     options = options.with_prefix();
@@ -375,7 +387,7 @@ impl Waiter<'_> {
         if !response.succeeded() {
             // Our key vanished while we waited (lease expired or revoked): never
             // report a grant for it (etcd#11456).
-            self.store.untrack(self.request.key);
+            self.store.untrack(self.request.resource, self.request.key);
             return Err(self.lost());
         }
         let revision = revision_of(&response);
@@ -402,8 +414,13 @@ impl Waiter<'_> {
         })
     }
 
-    /// Tell the waiter behind us that we hold now (semaphores only).
-    async fn touch(&self) -> Result<()> {
+    /// Granted after a wait: rewrite our record with the grant time (the
+    /// holder's `acquired_at`, not the moment it queued). The put is also the
+    /// "touch" that tells a semaphore waiter behind us that it is first now
+    /// (mutex waiters watch deletions only, so it wakes nobody there).
+    async fn stamp(&self) -> Result<()> {
+        let value =
+            Record::new(self.request.permits, self.request.owner, self.request.data).encode();
         let txn = Txn::new()
             .when([Compare::create_revision(
                 self.key.clone(),
@@ -412,8 +429,8 @@ impl Waiter<'_> {
             )])
             .and_then([TxnOp::put(
                 self.key.clone(),
-                Vec::new(),
-                Some(PutOptions::new().with_ignore_value().with_ignore_lease()),
+                value,
+                Some(PutOptions::new().with_ignore_lease()),
             )]);
         let response = self
             .store
@@ -422,7 +439,7 @@ impl Waiter<'_> {
         if response.succeeded() {
             Ok(())
         } else {
-            self.store.untrack(self.request.key);
+            self.store.untrack(self.request.resource, self.request.key);
             Err(self.lost())
         }
     }
@@ -452,7 +469,7 @@ impl Waiter<'_> {
                 () = tokio::time::sleep_until(next_keep_alive.into()) => {
                     if self.lease.age() >= every && !self.store.keep_alive(&self.lease).await? {
                         // The lease died: our key went with it.
-                        self.store.untrack(self.request.key);
+                        self.store.untrack(self.request.resource, self.request.key);
                         return Err(self.lost());
                     }
                 }

@@ -28,7 +28,8 @@ impl Fixture for EtcdFixture {
     /// Revoke the lease of every key of `resource`, as an operator would
     /// (`etcdctl lease revoke`): the holders' keys vanish with it.
     async fn expire(&self, resource: &str) {
-        let mut prefix = format!("{}/{resource}", self.prefix).into_bytes();
+        // `<prefix>/ NUL <resource> NUL`: every key of the resource.
+        let mut prefix = format!("{}/\0{resource}", self.prefix.trim_end_matches('/')).into_bytes();
         prefix.push(0);
         let mut admin = self.admin.clone();
         let found = admin

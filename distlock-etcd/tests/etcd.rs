@@ -261,7 +261,8 @@ async fn several_endpoints_with_one_down() {
     }
 }
 
-/// Many held locks on the session cost one keep-alive per refresh round.
+/// Many held locks on the session cost one keep-alive per refresh round, plus
+/// one existence-read txn per 128 of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_locks_are_kept_alive_by_one_request_per_interval() {
     let Some(url) = service_url() else { return };
@@ -282,16 +283,24 @@ async fn many_locks_are_kept_alive_by_one_request_per_interval() {
         .await;
     // Let the first round align the leases, then count three intervals (1 s each).
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (calls, alive) = (locker.refresh_stats().calls, store.stats().keep_alives);
+    let before = store.stats();
+    let calls = locker.refresh_stats().calls;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let calls = locker.refresh_stats().calls - calls;
-    let alive = store.stats().keep_alives - alive;
+    let alive = store.stats().keep_alives - before.keep_alives;
+    let checks = store.stats().key_checks - before.key_checks;
     assert!(locks.iter().all(|l| !l.is_lost()));
     assert!(
         (2..=5).contains(&calls),
         "refresh rounds in 3 intervals: {calls}"
     );
     assert_eq!(alive, calls, "one keep-alive per round for 2,000 locks");
+    // Plus the existence reads: one txn per 128 keys of a round (2,000 / 128
+    // rounds up to 16).
+    assert!(
+        (calls..=calls * 16).contains(&checks),
+        "existence txns in {calls} rounds: {checks}"
+    );
     let released: Vec<_> = futures_util::stream::iter(locks)
         .map(distlock_core::Lock::release)
         .buffer_unordered(64)

@@ -41,7 +41,7 @@ fn fastrand_u64() -> u64 {
 
 /// The keys of `resource` (default prefix), oldest first.
 pub async fn queue(admin: &Client, resource: &str) -> Vec<etcd_client::KeyValue> {
-    let mut prefix = format!("distlock/{resource}").into_bytes();
+    let mut prefix = format!("distlock/\0{resource}").into_bytes();
     prefix.push(0);
     admin
         .clone()
