@@ -138,6 +138,10 @@ impl<L: Locker> Locker for Retrying<L> {
     fn capabilities(&self) -> &Capabilities {
         self.inner.capabilities()
     }
+
+    fn refresh_stats(&self) -> Option<crate::RefreshStats> {
+        self.inner.refresh_stats()
+    }
 }
 
 #[cfg(test)]

@@ -837,4 +837,8 @@ impl<S: Store> Locker for StoreLocker<S> {
     fn capabilities(&self) -> &Capabilities {
         self.shared.store.capabilities()
     }
+
+    fn refresh_stats(&self) -> Option<crate::RefreshStats> {
+        Some(StoreLocker::refresh_stats(self))
+    }
 }

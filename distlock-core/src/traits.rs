@@ -86,6 +86,12 @@ pub trait Locker: Handler + Infoer + Reader {
 
     /// The backend's limits and features.
     fn capabilities(&self) -> &Capabilities;
+
+    /// The background refresher's counters, where the locker has one (every
+    /// [`StoreLocker`](crate::StoreLocker) does); wrappers pass it through.
+    fn refresh_stats(&self) -> Option<crate::RefreshStats> {
+        None
+    }
 }
 
 /// Who holds a resource.
@@ -207,6 +213,9 @@ macro_rules! forward_through {
             }
             fn capabilities(&self) -> &Capabilities {
                 (**self).capabilities()
+            }
+            fn refresh_stats(&self) -> Option<crate::RefreshStats> {
+                (**self).refresh_stats()
             }
         }
     };

@@ -26,7 +26,16 @@
 // The suite is test code: a failed expectation panics with its message.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)]
 
-mod cases;
+mod acquire;
+mod expiry;
+mod fencing;
+mod inspect;
+mod permits;
+mod refresh;
+mod stress;
+pub mod support;
+mod validation;
+mod waiting;
 
 use std::sync::Arc;
 
@@ -35,7 +44,15 @@ use futures_util::future::BoxFuture;
 
 use crate::{Connector, Locker};
 
-pub use cases::*;
+pub use acquire::*;
+pub use expiry::*;
+pub use fencing::*;
+pub use inspect::*;
+pub use permits::*;
+pub use refresh::*;
+pub use stress::*;
+pub use validation::*;
+pub use waiting::*;
 
 /// What the suite needs from a backend.
 #[async_trait]
@@ -130,6 +147,7 @@ macro_rules! __conformance_each {
             lost_signal_is_ready_at_once_and_clonable,
             auto_refresh_keeps_the_lock_across_many_ttls,
             manual_refresh_extends_the_lease,
+            batch_refresh_renews_many_leases_in_few_calls,
             lock_waits_for_release,
             release_wakes_a_waiter_promptly,
             lock_wait_times_out,
@@ -140,6 +158,8 @@ macro_rules! __conformance_each {
             cancelled_semaphore_waits_leave_every_permit,
             dropped_lock_is_released_in_the_background,
             waiters_are_all_served_in_turn,
+            push_wakeup_hands_off_faster_than_polling,
+            queued_wait_serves_waiters_in_order,
             permits_admit_that_many_holders,
             permits_size_mismatch_is_an_error,
             permits_release_frees_one_slot,
