@@ -121,21 +121,56 @@ impl DynamoConnector {
     }
 }
 
-/// The URL as errors may show it: passwords redacted, also inside an
-/// `endpoint=` value.
+/// Options whose values are never secret and are shown as given.
+const PLAIN_OPTIONS: &[&str] = &[
+    "region",
+    "create",
+    "hash_key",
+    "clock_skew_ms",
+    "max_attempts",
+    "batch_refresh",
+];
+
+/// The URL as errors may show it: as given, with secrets hidden (a password in
+/// the user part or inside an `endpoint=` URL, the value of an unknown option
+/// whose name says secret, password, token or key).
 fn shown(url: &Url) -> String {
-    let redacted = redact_url(url.as_str());
-    match Url::parse(&redacted) {
-        Ok(mut parsed) if parsed.query().is_some() => {
-            let pairs: Vec<(String, String)> = parsed
-                .query_pairs()
-                .map(|(k, v)| (k.into_owned(), redact_url(&v)))
-                .collect();
-            parsed.query_pairs_mut().clear().extend_pairs(pairs);
-            parsed.to_string()
-        }
-        _ => redacted,
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
     }
+    if shown.query().is_none() {
+        return shown.to_string();
+    }
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let value = if PLAIN_OPTIONS.contains(&&*k) {
+                v.into_owned()
+            } else if k == "endpoint" || v.contains("://") || v.contains('@') {
+                // A URL: its password hidden (all of it if it does not parse).
+                redact_url(&v)
+            } else if ["secret", "password", "token", "key", "credential"]
+                .iter()
+                .any(|s| k.to_ascii_lowercase().contains(s))
+            {
+                "***".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), value)
+        })
+        .collect();
+    if pairs
+        .iter()
+        .zip(url.query_pairs())
+        .all(|((_, a), (_, b))| *a == *b)
+    {
+        // Nothing to hide in the query: keep it exactly as written.
+        return shown.to_string();
+    }
+    shown.query_pairs_mut().clear().extend_pairs(pairs);
+    shown.to_string()
 }
 
 #[async_trait]
@@ -188,6 +223,36 @@ mod tests {
         let (config, create) = parse("dynamodb://locks").unwrap();
         assert_eq!(config.region, None);
         assert!(!create);
+    }
+
+    #[test]
+    fn errors_show_the_url_as_given_with_only_secrets_hidden() {
+        let err = parse("dynamodb://t?region=us-east-1&bogus=1&hash_key=pk").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("dynamodb://t?region=us-east-1&bogus=1&hash_key=pk"),
+            "{text}"
+        );
+        assert!(!text.contains("unparseable"), "{text}");
+        let err = parse(
+            "dynamodb://t?region=eu-west-1&endpoint=http://admin:hunter2@127.0.0.1:1&\
+             aws_secret_access_key=hunter3&colour=red",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("hunter"), "{text}");
+        assert!(
+            text.contains("region=eu-west-1")
+                && text.contains("colour=red")
+                && text.contains("127.0.0.1")
+                && text.contains("aws_secret_access_key=***"),
+            "{text}"
+        );
+        let err =
+            parse("dynamodb://t?region=us-east-1&endpoint=http://u:hunter2@[::1").unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("region=us-east-1"), "{text}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::error::Error as StdError;
 
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use distlock_core::Error;
 
@@ -64,6 +65,33 @@ fn never_sent(error: &(dyn StdError + 'static)) -> bool {
     false
 }
 
+/// The credentials failure behind an error, if that is what it is (the
+/// request was never sent).
+fn credentials_failure<'e>(error: &'e (dyn StdError + 'static)) -> Option<&'e CredentialsError> {
+    let mut next: Option<&'e (dyn StdError + 'static)> = Some(error);
+    while let Some(e) = next {
+        if let Some(credentials) = e.downcast_ref::<CredentialsError>() {
+            return Some(credentials);
+        }
+        next = e.source();
+    }
+    None
+}
+
+/// One line for a request that could not be signed: the SDK's own report
+/// lists every provider of the credential chain (hundreds of lines).
+fn credentials_error(op: Op<'_>, error: &CredentialsError) -> Error {
+    let message = format!(
+        "{} was not sent: no AWS credentials ({error}); set AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY (any values for an emulator), or AWS_PROFILE, or run with a role",
+        op.name
+    );
+    match error {
+        CredentialsError::ProviderTimedOut(_) => Error::unavailable(BACKEND, message),
+        _ => Error::store(BACKEND, message),
+    }
+}
+
 fn unknown(op: Op<'_>, message: String) -> Error {
     Error::OutcomeUnknown {
         backend: BACKEND,
@@ -80,6 +108,9 @@ where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
+    if let Some(credentials) = credentials_failure(&error) {
+        return credentials_error(op, credentials);
+    }
     let message = format!("{} failed: {}", op.name, DisplayErrorContext(&error));
     match &error {
         SdkError::ConstructionFailure(_) => Error::store(BACKEND, message),
@@ -138,6 +169,40 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_credentials_failure_is_one_line_and_never_an_unknown_outcome() {
+        let op = Op {
+            name: "acquire",
+            resource: "r",
+            write: true,
+            table: "t",
+        };
+        #[derive(Debug)]
+        struct Dispatch(CredentialsError);
+        impl std::fmt::Display for Dispatch {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("dispatch failure")
+            }
+        }
+        impl StdError for Dispatch {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let chain = Dispatch(CredentialsError::provider_error(
+            "profile file not found\nIMDS: request forbidden\n(300 more lines)",
+        ));
+        let found = credentials_failure(&chain).expect("found in the chain");
+        let err = credentials_error(op, found);
+        assert!(matches!(err, Error::Store { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(!text.contains('\n'), "{text}");
+        assert!(text.contains("AWS_ACCESS_KEY_ID"), "{text}");
+        let timed_out = CredentialsError::provider_timed_out(std::time::Duration::from_secs(5));
+        assert!(credentials_error(op, &timed_out).is_transient());
+        assert!(credentials_failure(&std::io::Error::other("x")).is_none());
+    }
 
     #[test]
     fn refused_connections_were_never_sent() {

@@ -39,7 +39,7 @@ enum Address {
 /// - `redis+unix:///path/to/redis.sock[?db=N&options]`
 ///
 /// Options: `namespace=` (key prefix, default `distlock`; letters, digits and
-/// `_.-/:`), `db=`, `user=`, `password=`, `connect_timeout_ms=` (default
+/// `_.-/`, no `:` since that separates it from the resource name), `db=`, `user=`, `password=`, `connect_timeout_ms=` (default
 /// 2000), `response_timeout_ms=` (default 2000), and for `rediss://` `ca=`
 /// (PEM file of the CA to trust instead of the public roots), `cert=` + `key=`
 /// (PEM files of a client certificate). Anything else is an error, so a typo
@@ -258,7 +258,8 @@ impl RedisConfig {
     ///
     /// # Errors
     /// [`InvalidArgument`](Error::InvalidArgument) unless it is 1 to 64 of
-    /// letters, digits and `_.-/:`.
+    /// letters, digits and `_.-/` (no `:`: it separates namespace and resource
+    /// in keys, so `a:x` + `y` would collide with `a` + `x:y`).
     pub fn with_namespace(mut self, namespace: impl Into<String>) -> Result<Self> {
         let namespace = namespace.into();
         validate_namespace(&namespace).map_err(|reason| Error::invalid("namespace", reason))?;
@@ -421,15 +422,27 @@ fn read_pem(name: &str, path: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read `{name}` file {path}: {e}"))
 }
 
+/// A namespace is 1 to 64 of letters, digits and `_.-/`. No `:`: keys are
+/// `{P:R}` and the first `:` ends the namespace, so namespace `a:x` with
+/// resource `y` would be the same key as namespace `a` with resource `x:y`.
 fn validate_namespace(namespace: &str) -> Result<(), String> {
+    if namespace.contains(':') {
+        return Err(format!(
+            "namespace `{}` contains `:`, which separates the namespace from the resource name \
+             in keys (namespace `a:x` + resource `y` would be the lock of namespace `a` + \
+             resource `x:y`); use letters, digits and `_.-/`, e.g. `{}`",
+            namespace.escape_debug(),
+            namespace.replace(':', "/").escape_debug()
+        ));
+    }
     if namespace.is_empty()
         || namespace.len() > 64
         || !namespace
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-/:".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-/".contains(&b))
     {
         return Err(format!(
-            "namespace `{}` must be 1 to 64 of letters, digits and `_.-/:`",
+            "namespace `{}` must be 1 to 64 of letters, digits and `_.-/`",
             namespace.escape_debug()
         ));
     }
@@ -490,6 +503,8 @@ mod tests {
             "redis+unix://",
             "redis+unix://host:1/x.sock",
             "redis://h?namespace=a{b}",
+            "redis://h?namespace=a:x",
+            "redis://h?namespace=a%3Ax",
             "redis://h?response_timeout_ms=0",
             "redis://u@h",
             "rediss://h?ca=/nonexistent/ca.pem",
@@ -506,5 +521,30 @@ mod tests {
                 other => panic!("{bad}: expected InvalidUrl, got {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_namespace_with_the_key_separator_is_rejected_with_the_reason() {
+        let err = RedisConfig::from_url("redis://h?namespace=a:x").unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, Error::InvalidUrl { .. }), "{err:?}");
+        assert!(
+            text.contains("`a:x`") && text.contains("separates"),
+            "{text}"
+        );
+        let config = RedisConfig::from_url("redis://h").unwrap();
+        assert_eq!(config.namespace(), DEFAULT_NAMESPACE);
+        let err = config.clone().with_namespace("a:x").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidArgument {
+                    what: "namespace",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(config.with_namespace("a/x").unwrap().namespace(), "a/x");
     }
 }

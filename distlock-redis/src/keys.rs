@@ -18,7 +18,10 @@
 //! for all of a resource's names (even when `R` itself contains braces), so a
 //! resource's keys share one hash slot and one script may touch them all.
 //! The layout is injective: a main key ends in `}`, a companion key never does,
-//! and two companion keys with the same suffix name the same resource.
+//! and two companion keys with the same suffix name the same resource. The
+//! namespace never contains `:` (the config rejects it), so the first `:`
+//! after `{` ends it: `{a:x:y}` is namespace `a` with resource `x:y` and no
+//! other pair (a namespace `a:x` with resource `y` cannot exist).
 
 use std::fmt;
 

@@ -579,3 +579,74 @@ async fn wakeups_are_armed_and_idle_channels_unsubscribed() {
     })
     .await;
 }
+
+/// Namespaces never share locks: `P` + `x:y` and `P/x` + `y` are different
+/// locks, and a namespace with the key separator `:` (`P:x` + `y` would be the
+/// key of `P` + `x:y`) is refused before any I/O, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_do_not_collide() {
+    let Some(url) = distlock_core::conformance::service_url("DISTLOCK_REDIS_URL") else {
+        return;
+    };
+    let ns = namespace();
+    let connect = |ns: String| {
+        let url = url.clone();
+        async move {
+            RedisStore::connect_url(&format!("{url}?namespace={ns}"))
+                .await
+                .unwrap()
+                .locker()
+        }
+    };
+    let options = LockOptions::new().with_ttl(Duration::from_secs(10));
+
+    // The colliding spelling is refused, naming the namespace and the reason.
+    let colliding = format!("{ns}:x");
+    match RedisStore::connect_url(&format!("{url}?namespace={colliding}")).await {
+        Err(Error::InvalidUrl { reason, .. }) => {
+            assert!(
+                reason.contains(&colliding) && reason.contains("separates"),
+                "{reason}"
+            );
+        }
+        Err(other) => panic!("namespace `{colliding}`: expected InvalidUrl, got {other}"),
+        Ok(_) => panic!("namespace `{colliding}` was accepted"),
+    }
+    let config = RedisConfig::from_url(&url).unwrap();
+    assert!(matches!(
+        config.with_namespace(colliding),
+        Err(Error::InvalidArgument {
+            what: "namespace",
+            ..
+        })
+    ));
+
+    // Neighbouring namespaces: each grants its own lock.
+    let parent = connect(ns.clone()).await;
+    let child = connect(format!("{ns}/x")).await;
+    let in_parent = parent
+        .try_lock("x:y", &options)
+        .await
+        .unwrap()
+        .expect("free");
+    let in_child = child
+        .try_lock("y", &options)
+        .await
+        .unwrap()
+        .expect("`y` in namespace P/x is not `x:y` in namespace P");
+    let in_child_2 = child
+        .try_lock("x:y", &options)
+        .await
+        .unwrap()
+        .expect("`x:y` in namespace P/x is not `x:y` in namespace P");
+    assert!(parent.list("").await.unwrap() == vec!["x:y".to_owned()]);
+    let mut listed = child.list("").await.unwrap();
+    listed.sort();
+    assert_eq!(listed, ["x:y", "y"]);
+    // The same namespace does share: another client is refused.
+    let same = connect(ns.clone()).await;
+    assert!(same.try_lock("x:y", &options).await.unwrap().is_none());
+    for lock in [in_parent, in_child, in_child_2] {
+        lock.release().await.unwrap();
+    }
+}

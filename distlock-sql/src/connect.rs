@@ -44,7 +44,11 @@ pub const COCKROACH_PORT: u16 = 26257;
 ///
 /// URL options (`?table=…&dialect=…&max_connections=…&migrate=…`) override
 /// these; every other option goes to sqlx (`sslmode`, `sslrootcert`,
-/// `application_name`, …).
+/// `application_name` (PostgreSQL; default `distlock`), `socket`, …).
+///
+/// The URL must name the server (`host`, or `?socket=` for MySQL) and, for
+/// SQLite, the database file (`sqlite:///abs/path.db`, `sqlite://rel.db`) or
+/// `sqlite::memory:`; a URL without is refused before any I/O.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct SqlOptions {
@@ -221,13 +225,52 @@ fn parse(url: &str, mut options: SqlOptions) -> Result<(Dialect, String, SqlOpti
     {
         text = format!("{target}:{after}");
     }
-    if matches!(dialect, Dialect::Postgres | Dialect::Cockroach) && parsed.host_str().is_none() {
+    let has_host = parsed.host_str().is_some_and(|h| !h.is_empty());
+    if matches!(dialect, Dialect::Postgres | Dialect::Cockroach) && !has_host {
         return Err(invalid(
             url,
             "name the server: scheme://[user[:password]@]host[:port]/database",
         ));
     }
+    if dialect == Dialect::MySql
+        && !has_host
+        && !parsed
+            .query_pairs()
+            .any(|(k, v)| k == "socket" && !v.is_empty())
+    {
+        return Err(invalid(
+            url,
+            "name the server: mysql://[user[:password]@]host[:port]/database \
+             (or ?socket=/path/to/mysqld.sock)",
+        ));
+    }
+    if dialect == Dialect::Sqlite && sqlite_database(&text).is_empty() && !sqlite_memory(&text) {
+        return Err(invalid(
+            url,
+            "name the database file: sqlite:///absolute/path.db or sqlite://relative.db \
+             (sqlite::memory: for a private in-memory database); without one every \
+             pooled connection would open its own empty database",
+        ));
+    }
     Ok((dialect, text, options))
+}
+
+/// The database part of a SQLite URL as sqlx reads it (`sqlite://` or
+/// `sqlite:` stripped, up to the query).
+fn sqlite_database(target: &str) -> &str {
+    let rest = target
+        .strip_prefix("sqlite://")
+        .or_else(|| target.strip_prefix("sqlite:"))
+        .unwrap_or(target);
+    rest.split('?').next().unwrap_or("")
+}
+
+/// Whether a SQLite URL names an in-memory database (`:memory:` or `mode=memory`).
+fn sqlite_memory(target: &str) -> bool {
+    sqlite_database(target) == ":memory:"
+        || target.split_once('?').is_some_and(|(_, query)| {
+            url::form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "mode" && v == "memory")
+        })
 }
 
 fn connect_error(url: &str, backend: &'static str, error: sqlx::Error) -> Error {
@@ -238,6 +281,93 @@ fn connect_error(url: &str, backend: &'static str, error: sqlx::Error) -> Error 
     }
 }
 
+/// A connection to `endpoint` that could not be opened: the cause as the
+/// client saw it (`Connection refused`, a TLS or login failure, no answer).
+/// Names the server, never the user's password.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {endpoint}: {source}")]
+pub struct ConnectError {
+    /// `host:port` or the socket path.
+    pub endpoint: String,
+    /// The client's error.
+    #[source]
+    pub source: sqlx::Error,
+}
+
+/// A connect error naming the server: a refused or broken connection (or no
+/// answer) is [`Unavailable`](Error::Unavailable), a login or database the
+/// server refused is [`Store`](Error::Store), a bad option is
+/// [`InvalidUrl`](Error::InvalidUrl).
+fn connect_error_at(url: &str, backend: &'static str, endpoint: &str, error: sqlx::Error) -> Error {
+    let error = ConnectError {
+        endpoint: endpoint.to_owned(),
+        source: error,
+    };
+    match &error.source {
+        sqlx::Error::Configuration(e) => invalid(url, format!("{}: {e}", error.endpoint)),
+        sqlx::Error::Database(_) => Error::store(backend, error),
+        _ => Error::unavailable(backend, error),
+    }
+}
+
+/// Open one connection before building the pool and report its failure as it
+/// is: the pool retries a refused connection until its acquire timeout and
+/// then says only "pool timed out".
+async fn first_connection<O>(
+    connect: &O,
+    timeout: Duration,
+    url: &str,
+    backend: &'static str,
+    endpoint: &str,
+) -> Result<()>
+where
+    O: ConnectOptions,
+    O::Connection: Sized,
+{
+    use sqlx::Connection;
+    match tokio::time::timeout(timeout, connect.connect()).await {
+        Ok(Ok(conn)) => {
+            // The pool opens its own; a failed goodbye does not matter.
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(error)) => Err(connect_error_at(url, backend, endpoint, error)),
+        Err(_) => Err(connect_error_at(
+            url,
+            backend,
+            endpoint,
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {timeout:?}"),
+            )),
+        )),
+    }
+}
+
+/// `host:port` (or the socket path) of a PostgreSQL connection.
+fn pg_endpoint(connect: &PgConnectOptions) -> String {
+    match connect.get_socket() {
+        Some(path) => path.display().to_string(),
+        None => host_port(connect.get_host(), connect.get_port()),
+    }
+}
+
+/// `host:port` (or the socket path) of a MySQL connection.
+fn mysql_endpoint(connect: &MySqlConnectOptions) -> String {
+    match connect.get_socket() {
+        Some(path) => path.display().to_string(),
+        None => host_port(connect.get_host(), connect.get_port()),
+    }
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 impl SqlStore {
     /// Connect to the database `url` names, with [`SqlOptions`] from its query.
     /// Does not create tables: call [`SqlStore::migrate`] (or add `?migrate=true`).
@@ -245,8 +375,9 @@ impl SqlStore {
     /// # Errors
     /// [`InvalidUrl`](Error::InvalidUrl) for a URL that cannot be used (the
     /// message never shows the password), [`Unavailable`](Error::Unavailable)
-    /// when the server does not answer, [`Store`](Error::Store) when it refuses
-    /// the login.
+    /// when the server refuses the connection or does not answer (at once, with
+    /// the cause: a [`ConnectError`] naming `host:port`), [`Store`](Error::Store)
+    /// when it refuses the login.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, SqlOptions::default()).await
     }
@@ -267,7 +398,10 @@ impl SqlStore {
                 {
                     connect = connect.port(COCKROACH_PORT);
                 }
-                let mut connect = connect.application_name("distlock");
+                // `?application_name=` reaches the server; `distlock` otherwise.
+                if !has_query_option(&target, "application_name") {
+                    connect = connect.application_name("distlock");
+                }
                 if dialect == Dialect::Postgres {
                     // The server gives up a little before the client does, so a
                     // call that timed out was rolled back, not applied late.
@@ -276,6 +410,9 @@ impl SqlStore {
                         format!("{}ms", server_timeout(options.call_timeout).as_millis()),
                     )]);
                 }
+                let endpoint = pg_endpoint(&connect);
+                first_connection(&connect, options.acquire_timeout, url, backend, &endpoint)
+                    .await?;
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections)
                     .acquire_timeout(options.acquire_timeout)
@@ -283,16 +420,19 @@ impl SqlStore {
                     .before_acquire(ping_if_idle)
                     .connect_with(connect)
                     .await
-                    .map_err(|e| connect_error(url, backend, e))?;
+                    .map_err(|e| connect_error_at(url, backend, &endpoint, e))?;
                 Self::from_pg_pool(pool, dialect, options.table.clone())
             }
             Dialect::MySql => {
                 let connect = MySqlConnectOptions::from_str(&target)
                     .map_err(|e| connect_error(url, backend, e))?;
+                let endpoint = mysql_endpoint(&connect);
+                first_connection(&connect, options.acquire_timeout, url, backend, &endpoint)
+                    .await?;
                 let pool = mysql_pool_options(&options)
                     .connect_with(connect)
                     .await
-                    .map_err(|e| connect_error(url, backend, e))?;
+                    .map_err(|e| connect_error_at(url, backend, &endpoint, e))?;
                 Self::from_mysql_pool(pool, options.table.clone())
             }
             Dialect::Sqlite => {
@@ -405,6 +545,11 @@ pub fn mysql_pool_options(options: &SqlOptions) -> MySqlPoolOptions {
         })
 }
 
+/// Whether the URL's query has option `name`.
+fn has_query_option(url: &str, name: &str) -> bool {
+    Url::parse(url).is_ok_and(|u| u.query_pairs().any(|(k, _)| k == name))
+}
+
 /// The server-side bound on a statement: 90 % of the client's call timeout.
 fn server_timeout(call_timeout: Duration) -> Duration {
     (call_timeout * 9 / 10).max(Duration::from_millis(1))
@@ -480,6 +625,56 @@ mod tests {
             (d, t.as_str(), o.migrate),
             (Dialect::Sqlite, "sqlite:///tmp/x.db", true)
         );
+    }
+
+    #[test]
+    fn a_url_without_a_server_or_a_database_file_is_refused_at_parse_time() {
+        for (bad, says) in [
+            ("sqlite://", "database file"),
+            ("sqlite:", "database file"),
+            ("sqlite://?migrate=true", "database file"),
+            ("sqlite://?cache=private", "database file"),
+            ("mysql://", "name the server"),
+            ("mysql://u:hunter2@/db", "host"),
+            ("mariadb:///db?socket=", "name the server"),
+            ("postgres:///db", "name the server"),
+        ] {
+            match parse(bad, SqlOptions::default()) {
+                Err(Error::InvalidUrl { url, reason }) => {
+                    assert!(reason.contains(says), "{bad}: {reason}");
+                    assert!(
+                        !url.contains("hunter2") && !reason.contains("hunter2"),
+                        "{bad}"
+                    );
+                }
+                other => panic!("{bad}: expected InvalidUrl, got {other:?}"),
+            }
+        }
+        for good in [
+            "sqlite::memory:",
+            "sqlite://?mode=memory",
+            "sqlite://relative.db",
+            "sqlite:///tmp/x.db",
+            "mysql://u@h/db",
+            "mysql:///db?socket=/run/mysqld/mysqld.sock",
+        ] {
+            assert!(parse(good, SqlOptions::default()).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn connect_errors_name_the_server_not_the_password() {
+        let refused = sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused",
+        ));
+        let err = connect_error_at("postgres://u:hunter2@h:1/db", "postgres", "h:1", refused);
+        assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("h:1") && text.contains("refused"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(host_port("::1", 5432), "[::1]:5432");
+        assert_eq!(host_port("db", 5432), "db:5432");
     }
 
     #[test]

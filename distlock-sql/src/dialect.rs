@@ -55,12 +55,17 @@ pub const DEFAULT_TABLE: &str = "distlock";
 pub const MAX_TABLE_LEN: usize = 48;
 
 /// A validated table base name: `[a-z_][a-z0-9_]*`, optionally qualified by one
-/// schema (`schema.name`), at most [`MAX_TABLE_LEN`] bytes. The crate creates
+/// schema (`schema.name`), at most [`MAX_TABLE_LEN`] bytes, not ending in
+/// `_tokens` or `_jobs`. The crate creates
 /// `NAME` (lease slots), `NAME_tokens` (fencing counters) and `NAME_jobs` (job
 /// locks). Names are checked here because they are spliced into SQL text:
 /// nothing else ever is.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TableName(String);
+
+/// What the companion tables add to the base name. A base name may not end
+/// in one, or two bases would share a table.
+const SUFFIXES: [&str; 2] = ["_tokens", "_jobs"];
 
 impl TableName {
     /// Check and wrap a table base name.
@@ -96,6 +101,17 @@ impl TableName {
                 )));
             }
         }
+        // The companion tables are the base name plus a suffix: base `a_tokens`
+        // would be the tokens table of base `a`.
+        for suffix in SUFFIXES {
+            if let Some(base) = name.strip_suffix(suffix) {
+                return Err(invalid(format!(
+                    "`{name}` ends in `{suffix}`, the suffix of the companion table of base \
+                     name `{base}` (the tables are NAME, NAME_tokens and NAME_jobs); choose a \
+                     base name that does not end in `_tokens` or `_jobs`"
+                )));
+            }
+        }
         Ok(TableName(name.to_owned()))
     }
 
@@ -104,8 +120,9 @@ impl TableName {
         &self.0
     }
 
-    /// The base name with a suffix (`_tokens`, `_jobs`).
+    /// The base name with a suffix (`_tokens`, `_jobs`: one of [`SUFFIXES`]).
     pub(crate) fn with(&self, suffix: &str) -> String {
+        debug_assert!(SUFFIXES.contains(&suffix), "{suffix}");
         format!("{}{suffix}", self.0)
     }
 }
@@ -176,6 +193,9 @@ mod tests {
             "a.",
             "\"q\"",
             "tab le",
+            "distlock_tokens",
+            "distlock_jobs",
+            "app.locks_tokens",
             long.as_str(),
         ] {
             assert!(

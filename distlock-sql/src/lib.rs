@@ -87,7 +87,9 @@ mod postgres;
 mod sqlite;
 mod store;
 
-pub use connect::{COCKROACH_PORT, SCHEMES, SqlConnector, SqlOptions, mysql_pool_options};
+pub use connect::{
+    COCKROACH_PORT, ConnectError, SCHEMES, SqlConnector, SqlOptions, mysql_pool_options,
+};
 pub use dialect::{DEFAULT_TABLE, Dialect, MAX_TABLE_LEN, TableName};
 pub use jobs::{JobError, JobHolder, JobKey, JobLease, JobLocks, JobStatus, JobStore};
 pub use store::{DEFAULT_CALL_TIMEOUT, MIN_TTL, SqlLocker, SqlStore};

@@ -7,9 +7,26 @@ pub(crate) mod proxy;
 
 use distlock_dynamo::{DynamoConfig, DynamoConnector, DynamoStore};
 
-/// `DISTLOCK_DYNAMO_URL` (loud skip locally, panic under CI).
+/// `DISTLOCK_DYNAMO_URL` (loud skip locally, panic under CI), with the
+/// credentials `scripts/services up dynamo` exports next to it: without them
+/// the test fails at once with one line naming the variables, instead of
+/// every request failing through the whole AWS credential chain (profile
+/// files, SSO, instance metadata).
 pub(crate) fn url() -> Option<String> {
-    distlock_core::conformance::service_url("DISTLOCK_DYNAMO_URL")
+    let url = distlock_core::conformance::service_url("DISTLOCK_DYNAMO_URL")?;
+    let missing: Vec<&str> = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        .into_iter()
+        .filter(|var| std::env::var_os(var).is_none_or(|v| v.is_empty()))
+        .collect();
+    if !missing.is_empty() && std::env::var_os("AWS_PROFILE").is_none() {
+        panic!(
+            "DISTLOCK_DYNAMO_URL is set but {} {} not: set them as `scripts/services up dynamo` \
+             prints (eval \"$(scripts/services up dynamo)\"; any values work with the emulator)",
+            missing.join(" and "),
+            if missing.len() == 1 { "is" } else { "are" }
+        );
+    }
+    Some(url)
 }
 
 /// A fresh table name. Each test gets its own table: moto's
