@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use distlock::sql::{JobError, JobLocks, SqlStore};
+use distlock::sql::{JobError, JobLease, JobLocks, SqlStore};
 use distlock_examples::ensure;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -120,9 +120,15 @@ async fn main() -> Result<(), JobError> {
 }
 
 /// Say what a lock attempt got.
-fn report(instance: &str, outcome: &Result<distlock::sql::JobLease, JobError>) {
+fn report(instance: &str, outcome: &Result<JobLease, JobError>) {
     match outcome {
         Ok(lease) => println!("{instance}: locked invoices (token {})", lease.token),
+        Err(JobError::Unauthorised {
+            holder: Some(h), ..
+        }) => println!(
+            "{instance}: refused: instance `{}` holds it for run `{}`",
+            h.component_id, h.job_id
+        ),
         Err(e) => println!("{instance}: refused: {e}"),
     }
 }
