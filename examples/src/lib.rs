@@ -2,7 +2,24 @@
 //!
 //! Every example runs on whichever backend the URL names (default `memory://`),
 //! among those this build has (features `memory`, `redis`, `etcd`, `postgres`,
-//! `mysql`, `sqlite`, `dynamo`, `full`).
+//! `mysql`, `sqlite`, `dynamo`, `full`). Each finishes on its own in a few
+//! seconds and exits non-zero if the property it demonstrates is broken.
+//!
+//! | program | shows |
+//! |---|---|
+//! | `quickstart` | take a lock, use its fencing token, release it |
+//! | `contention` | N workers, one fenced counter: no lost update |
+//! | `failover` | primary / secondary failover through the lost signal |
+//! | `leader_election` | candidates campaign for leadership; the leader watches `lost()`, resigns, hands off |
+//! | `task_queue` | task locking: racing workers process every queued task exactly once |
+//! | `resource_limit` | a semaphore (`with_permits(3)`): at most 3 of 10 workers inside at once |
+//! | `job_locks` | job locks by component and job, max duration, disable / enable (feature `sqlite`) |
+//! | `lease_pool` | lease pools: obtain any free member, wait for one, release |
+//! | `fenced_writes` | a storage that rejects a paused holder's late write by its fencing token |
+//!
+//! `cargo run -p distlock-examples --bin NAME` runs one on the memory backend;
+//! `DISTLOCK_URL=redis://127.0.0.1:6379 cargo run -p distlock-examples --features redis --bin NAME`
+//! on Redis (`--features postgres` with `DISTLOCK_URL=postgres://…` on PostgreSQL).
 //!
 //! The project README follows; its code is compiled as this crate's doc tests.
 #![doc = include_str!("../../README.md")]
@@ -28,4 +45,18 @@ pub async fn connect() -> Result<Arc<dyn Locker>> {
         .with_writer(std::io::stderr)
         .try_init();
     distlock::connect(&url()).await
+}
+
+/// Stop the program with exit status 1 and a `PROGRAM: FAILED: …` line unless
+/// `ok`: how the examples report a broken invariant to CI.
+pub fn ensure(program: &str, ok: bool, what: impl std::fmt::Display) {
+    if !ok {
+        fail(program, what);
+    }
+}
+
+/// Stop the program with exit status 1 and a `PROGRAM: FAILED: …` line.
+pub fn fail(program: &str, what: impl std::fmt::Display) -> ! {
+    eprintln!("{program}: FAILED: {what}");
+    std::process::exit(1);
 }
