@@ -109,6 +109,10 @@ impl<L: Locker> Handler for Retrying<L> {
     async fn refresh(&self, resource: &str, key: LeaseKey, ttl: Duration) -> Result<()> {
         self.retry(|_| self.inner.refresh(resource, key, ttl)).await
     }
+
+    async fn force_release(&self, resource: &str) -> Result<usize> {
+        self.retry(|_| self.inner.force_release(resource)).await
+    }
 }
 
 #[async_trait]

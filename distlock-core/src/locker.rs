@@ -783,6 +783,18 @@ impl<S: Store> Handler for StoreLocker<S> {
             _ => Err(Error::not_held(resource)),
         }
     }
+
+    async fn force_release(&self, resource: &str) -> Result<usize> {
+        validate_resource(resource, self.shared.store.capabilities().max_resource_len)?;
+        round_trip(
+            self.shared.backend(),
+            "evict",
+            resource,
+            self.shared.store.evict(resource),
+            |_| "evicted",
+        )
+        .await
+    }
 }
 
 #[async_trait]

@@ -307,6 +307,22 @@ pub trait Store: Debug + Send + Sync + 'static {
     /// Names of held resources starting with `prefix`, sorted.
     fn list(&self, prefix: &str) -> impl Future<Output = Result<Vec<String>>> + Send;
 
+    /// End every lease of `resource` at once, without the holders' keys: an
+    /// operator's force release (and the suite's way to expire a lease behind
+    /// its holder's back). The fencing counter is kept, so the next grant's
+    /// token is higher and the evicted holders are fenced; they see `lost` at
+    /// their next refresh. Returns how many leases ended.
+    fn evict(&self, resource: &str) -> impl Future<Output = Result<usize>> + Send {
+        let _ = resource;
+        let backend = self.capabilities().backend;
+        async move {
+            Err(crate::Error::Unsupported {
+                backend,
+                operation: "evict (force release)",
+            })
+        }
+    }
+
     /// A wake-up for the next time `resource` may become free, armed before the
     /// returned future completes. `Ok(None)` when the store cannot push (the
     /// default); waiters then poll with backoff.

@@ -45,6 +45,21 @@ pub trait Handler: Debug + Send + Sync {
     /// # Errors
     /// [`NotHeld`](crate::Error::NotHeld) if the key does not hold the resource.
     async fn refresh(&self, resource: &str, key: LeaseKey, ttl: Duration) -> Result<()>;
+
+    /// An operator's force release: end every lease of `resource` without the
+    /// holders' keys. The next grant's token is higher, so evicted holders are
+    /// fenced; they see `lost` at their next refresh. Returns how many leases
+    /// ended (0: it was free).
+    ///
+    /// # Errors
+    /// [`Unsupported`](crate::Error::Unsupported) where the backend cannot.
+    async fn force_release(&self, resource: &str) -> Result<usize> {
+        let _ = resource;
+        Err(crate::Error::Unsupported {
+            backend: "this locker",
+            operation: "force release",
+        })
+    }
 }
 
 /// Ask who holds what.
@@ -186,6 +201,9 @@ macro_rules! forward_through {
             }
             async fn refresh(&self, resource: &str, key: LeaseKey, ttl: Duration) -> Result<()> {
                 (**self).refresh(resource, key, ttl).await
+            }
+            async fn force_release(&self, resource: &str) -> Result<usize> {
+                (**self).force_release(resource).await
             }
         }
 

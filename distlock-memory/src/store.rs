@@ -326,6 +326,24 @@ impl Store for MemoryStore {
         Ok(names)
     }
 
+    async fn evict(&self, resource: &str) -> Result<usize> {
+        let now = Instant::now();
+        let mut shard = self.shard(resource);
+        let Some(entry) = shard.entries.get_mut(resource) else {
+            return Ok(0);
+        };
+        entry.drop_expired(now);
+        let ended = entry.holders.len();
+        entry.holders.clear();
+        if let Some(wake) = &entry.wake {
+            wake.notify_waiters();
+        }
+        if entry.is_unused() {
+            shard.entries.remove(resource);
+        }
+        Ok(ended)
+    }
+
     async fn subscribe(&self, resource: &str) -> Result<Option<Wakeup>> {
         let notify = {
             let mut shard = self.shard(resource);

@@ -76,18 +76,18 @@ pub const BACKENDS: &[(&str, &[&str])] = &[
 ];
 
 /// Whether `feature` was turned on in this build.
-const fn built(feature: &str) -> bool {
-    match feature.as_bytes() {
-        b"memory" => cfg!(feature = "memory"),
-        b"redis" => cfg!(feature = "redis"),
-        b"etcd" => cfg!(feature = "etcd"),
-        b"postgres" => cfg!(feature = "postgres"),
-        b"mysql" => cfg!(feature = "mysql"),
-        b"sqlite" => cfg!(feature = "sqlite"),
-        b"cockroach" => cfg!(feature = "cockroach"),
-        b"dynamo" => cfg!(feature = "dynamo"),
-        _ => false,
-    }
+fn built(feature: &str) -> bool {
+    let on = [
+        ("memory", cfg!(feature = "memory")),
+        ("redis", cfg!(feature = "redis")),
+        ("etcd", cfg!(feature = "etcd")),
+        ("postgres", cfg!(feature = "postgres")),
+        ("mysql", cfg!(feature = "mysql")),
+        ("sqlite", cfg!(feature = "sqlite")),
+        ("cockroach", cfg!(feature = "cockroach")),
+        ("dynamo", cfg!(feature = "dynamo")),
+    ];
+    on.iter().any(|(name, built)| *name == feature && *built)
 }
 
 /// Every backend compiled into this build (plus `noop://`, which grants

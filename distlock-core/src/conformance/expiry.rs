@@ -183,3 +183,39 @@ pub async fn views_agree_right_after_expiry(fixture: &dyn Fixture) {
     let next = take(&*other, &r, &long()).await;
     next.release().await.expect("release");
 }
+
+/// An operator's force release ends every lease of a resource without the
+/// keys: the next grant's token is higher (the evicted holder is fenced) and
+/// the evicted holder's lost signal fires by its next refresh.
+pub async fn force_release_ends_every_lease_and_fences(fixture: &dyn Fixture) {
+    let ctx = Ctx::new(fixture).await;
+    let ttl = ctx.short_ttl();
+    let r = ctx.name("force");
+    let two = LockOptions::new().with_ttl(ttl).with_permits(2);
+    let first = take(&*ctx.locker, &r, &two).await;
+    let other = ctx.other().await;
+    let second = take(&*other, &r, &two).await;
+    match other.force_release(&r).await {
+        Err(Error::Unsupported { .. }) => {
+            eprintln!("{}: force release not supported", ctx.caps().backend);
+            return;
+        }
+        Err(error) => panic!("force release: {error}"),
+        Ok(ended) => assert_eq!(ended, 2, "force release of a resource with two holders"),
+    }
+    let next = take(&*other, &r, &long().with_permits(2)).await;
+    assert!(next.token() > first.token().max(second.token()));
+    within("evicted holders' lost signals", SOON + ttl, async {
+        first.lost().await;
+        second.lost().await;
+    })
+    .await;
+    next.release().await.expect("release");
+    assert_eq!(
+        other
+            .force_release(&r)
+            .await
+            .expect("force release of a free resource"),
+        0
+    );
+}

@@ -143,6 +143,7 @@ macro_rules! __conformance_each {
             manual_refresh_after_release_by_key_is_lost,
             refresh_with_another_resources_key_is_not_held,
             views_agree_right_after_expiry,
+            force_release_ends_every_lease_and_fences,
             lock_time_is_the_grant_after_a_wait,
             lost_signal_is_ready_at_once_and_clonable,
             auto_refresh_keeps_the_lock_across_many_ttls,
