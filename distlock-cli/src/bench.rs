@@ -32,7 +32,11 @@ fn percentiles(samples: &mut [Duration]) -> (Duration, Duration, Duration) {
         let index = ((samples.len() as f64 - 1.0) * q).round() as usize;
         samples.get(index).copied().unwrap_or_default()
     };
-    (at(0.5), at(0.99), samples.last().copied().unwrap_or_default())
+    (
+        at(0.5),
+        at(0.99),
+        samples.last().copied().unwrap_or_default(),
+    )
 }
 
 pub(crate) async fn run(url: Option<&str>, args: BenchArgs, out: &Output) -> Result<u8, Failure> {

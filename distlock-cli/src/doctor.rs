@@ -22,7 +22,9 @@ fn hint(error: &Error) -> String {
             permissions and that the lock tables/keys exist (SQL: leave ?migrate on or run \
             the migration once)"
             .to_owned(),
-        Error::InvalidArgument { .. } => "a limit of this backend was hit; see the message".to_owned(),
+        Error::InvalidArgument { .. } => {
+            "a limit of this backend was hit; see the message".to_owned()
+        }
         _ => "see the message".to_owned(),
     }
 }
@@ -88,7 +90,10 @@ pub(crate) async fn run(url: Option<&str>, out: &Output) -> Result<u8, Failure> 
     }
 
     match cycle(&*locker, &probe).await {
-        Ok((took, token)) => println!("lock      {ok}  lock, info, release in {} (token {token})", ms(took)),
+        Ok((took, token)) => println!(
+            "lock      {ok}  lock, info, release in {} (token {token})",
+            ms(took)
+        ),
         Err(error) => {
             println!("lock      {fail}  {}", exit::one_line(&error));
             println!("fix       {}", hint(&error));

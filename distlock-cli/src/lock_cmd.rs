@@ -100,7 +100,9 @@ async fn acquire(
         Ok(Some(info)) => format!(
             " (held by {} for {})",
             info.owner().unwrap_or("?"),
-            info.lock_time().map(|t| short(since(t))).unwrap_or_default()
+            info.lock_time()
+                .map(|t| short(since(t)))
+                .unwrap_or_default()
         ),
         _ => String::new(),
     };
@@ -140,7 +142,11 @@ async fn hold(
 ) -> Result<u8, Failure> {
     let (program, rest) = match args.command.split_first() {
         Some(split) => split,
-        None => return Err(Failure::usage("no command given: distlock lock NAME -- COMMAND…")),
+        None => {
+            return Err(Failure::usage(
+                "no command given: distlock lock NAME -- COMMAND…",
+            ));
+        }
     };
     let spawned = tokio::process::Command::new(program)
         .args(rest)

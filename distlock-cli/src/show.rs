@@ -94,7 +94,9 @@ pub(crate) async fn list(
             format!("{}/{}", info.holders.len(), info.permits),
             info.owner().unwrap_or_default().to_owned(),
             info.token().map(|t| t.to_string()).unwrap_or_default(),
-            info.lock_time().map(|t| short(since(t))).unwrap_or_default(),
+            info.lock_time()
+                .map(|t| short(since(t)))
+                .unwrap_or_default(),
             info.expire_time()
                 .map(|t| short(until(t)))
                 .unwrap_or_default(),
