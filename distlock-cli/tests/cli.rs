@@ -1,4 +1,5 @@
 //! End-to-end tests of the `distlock` binary.
+#![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)] // test code
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
