@@ -347,3 +347,78 @@ fn doctor_passes_on_the_default_store() {
     assert_eq!(code(&out), 69);
     assert!(String::from_utf8_lossy(&out.stdout).contains("fix"));
 }
+
+#[test]
+fn a_command_that_ignores_sigterm_is_killed_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    // An ignored SIGTERM is inherited across exec: only SIGKILL ends the sleep.
+    let script = format!(
+        "trap '' TERM; echo $DISTLOCK_LEASE_KEY > {}; exec sleep 60",
+        key_file.display()
+    );
+    let started = Instant::now();
+    let mut holder = distlock(dir.path())
+        .args(["lock", "job", "--ttl", "1s", "--kill-after", "1s", "--"])
+        .args(["sh", "-c", &script])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let key = wait_for_file(&key_file, Duration::from_secs(30));
+    let out = run(distlock(dir.path()).args(["release", "job", "--yes", "--key", &key]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let status = wait_timeout(&mut holder, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(79), "{status}");
+    assert!(started.elapsed() < Duration::from_secs(40));
+}
+
+#[test]
+fn watch_prints_grants_and_releases() {
+    let dir = tempfile::tempdir().unwrap();
+    let watcher = distlock(dir.path())
+        .args(["watch", "w", "--json", "--interval", "50ms", "--for", "4s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let out = run(distlock(dir.path()).args(["lock", "w", "--owner", "first", "--", "sleep", "1"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = watcher.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0);
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds, ["granted", "released"], "{events:?}");
+    assert_eq!(events[0]["owner"], "first");
+}
+
+#[test]
+fn bench_prints_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(distlock(dir.path()).args([
+        "bench",
+        "--cycles",
+        "5",
+        "--handoffs",
+        "2",
+        "--concurrency",
+        "2",
+        "--duration",
+        "300ms",
+        "--json",
+    ]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let figures: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(figures["backend"], "sqlite");
+    assert_eq!(figures["cycle_ms"]["n"], 5);
+    assert!(figures["throughput"]["ops_per_s"].as_f64().unwrap() > 0.0);
+    let out = run(distlock(dir.path()).args(["list", "--json"]));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap(),
+        serde_json::json!([]),
+        "bench leaves no lock behind"
+    );
+}
