@@ -76,8 +76,10 @@ pub(crate) async fn run(url: Option<&str>, args: LockArgs, out: &Output) -> Resu
     let lock = tokio::select! {
         lock = acquire(&*locker, &args.name, options, wait, out) => lock?,
         signal = signals.next() => {
-            // Dropping the acquire leaves no lease behind.
+            // Dropping the acquire leaves no lease behind: a request already
+            // sent is released in the background; give that a moment to finish.
             out.note(&format!("interrupted while waiting for `{}`", args.name));
+            tokio::time::sleep(Duration::from_millis(200)).await;
             return Ok(signal_code(signal));
         }
     };
