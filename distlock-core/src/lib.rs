@@ -8,6 +8,8 @@ pub mod layer;
 mod lease_key;
 mod lock;
 mod locker;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod noop;
 mod options;
 pub mod patterns;
