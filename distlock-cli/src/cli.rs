@@ -85,7 +85,7 @@ pub(crate) enum Command {
         json: bool,
     },
 
-    /// Release a lock held by another process, by its lease key.
+    /// Release a lock held by another process: by its lease key, or by name with --force.
     Release(ReleaseArgs),
 
     /// Print grants, releases and expiries of a lock as they happen (Ctrl-C ends).
@@ -170,7 +170,9 @@ pub(crate) struct ReleaseArgs {
     #[arg(long)]
     pub(crate) key: Option<String>,
 
-    /// Release even though another process holds it (required).
+    /// Without --key: end every lease of NAME, whoever holds it (an
+    /// operator's force release; the evicted holders are fenced and see the
+    /// lock lost at their next refresh).
     #[arg(long)]
     pub(crate) force: bool,
 

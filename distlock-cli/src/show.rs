@@ -186,12 +186,14 @@ pub(crate) async fn release(
     out: &Output,
 ) -> Result<u8, Failure> {
     let Some(key) = &args.key else {
-        return Err(Failure::usage(format!(
-            "releasing `{}` needs the holder's lease key: pass --key KEY (the holder's \
-             DISTLOCK_LEASE_KEY). Releasing by name alone needs a force-release call the \
-             stores do not offer yet",
-            args.name
-        )));
+        if !args.force {
+            return Err(Failure::usage(format!(
+                "releasing `{}` needs the holder's lease key (--key KEY, the holder's \
+                 DISTLOCK_LEASE_KEY), or --force to end every lease of it by name",
+                args.name
+            )));
+        }
+        return force_release(url, &args, out).await;
     };
     let key = LeaseKey::parse(key.trim()).map_err(Failure::from)?;
     let locker = connect(url).await?;
@@ -214,7 +216,6 @@ pub(crate) async fn release(
             return Ok(exit::NOT_FOUND);
         }
     }
-    let _ = args.force; // Accepted for symmetry; a key release needs no force.
     match locker.release(&args.name, key).await {
         Ok(()) => {
             out.note(&format!("released `{}`", args.name));
@@ -228,6 +229,44 @@ pub(crate) async fn release(
             Ok(exit::NOT_FOUND)
         }
         Err(error) => Err(error.into()),
+    }
+}
+
+/// `release --force NAME`: end every lease of the resource without keys; the
+/// next grant's token is higher, so the evicted holders are fenced.
+async fn force_release(url: Option<&str>, args: &ReleaseArgs, out: &Output) -> Result<u8, Failure> {
+    let locker = connect(url).await?;
+    if !args.yes && std::io::stdin().is_terminal() {
+        let what = match locker.info(&args.name).await? {
+            Some(info) => format!(
+                "`{}` is held by {} holder(s), first {} (token {})",
+                info.resource,
+                info.holders.len(),
+                info.owner().unwrap_or("?"),
+                info.token().unwrap_or_default()
+            ),
+            None => format!("`{}` is free", args.name),
+        };
+        eprint!("{what}. End every lease of it? [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
+            out.note("not released");
+            return Ok(exit::NOT_FOUND);
+        }
+    }
+    match locker.force_release(&args.name).await? {
+        0 => {
+            out.error(&format!("`{}` was not held", args.name));
+            Ok(exit::NOT_FOUND)
+        }
+        ended => {
+            out.note(&format!(
+                "released `{}` ({ended} lease(s) ended; the next holder's token is higher)",
+                args.name
+            ));
+            Ok(exit::OK)
+        }
     }
 }
 
