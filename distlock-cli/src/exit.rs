@@ -81,23 +81,10 @@ pub(crate) fn code_of(error: &Error) -> u8 {
 
 /// The error and its sources on one line.
 pub(crate) fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause = cause.to_string();
-        if !text.contains(&cause) {
-            text.push_str(": ");
-            text.push_str(&cause);
-        }
-        source = cause_source(source);
-    }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn cause_source<'a>(
-    error: Option<&'a (dyn std::error::Error + 'static)>,
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    error.and_then(|e| e.source())
+    distlock::error_chain(error)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl From<Error> for Failure {

@@ -227,7 +227,12 @@ fn a_lost_lock_terminates_the_command() {
     let out = run(distlock(dir.path()).args(["release", "job", "--yes", "--key", &key]));
     assert_eq!(code(&out), 1, "the key holds nothing now: {}", stderr(&out));
     let out = run(distlock(dir.path()).args(["release", "job", "--yes"]));
-    assert_eq!(code(&out), 64, "neither a key nor --force: {}", stderr(&out));
+    assert_eq!(
+        code(&out),
+        64,
+        "neither a key nor --force: {}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -251,14 +256,25 @@ fn force_release_by_name_kills_the_holder_and_fences_it() {
     let out = run(distlock(dir.path()).args(["release", "job", "--force", "--yes"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let status = wait_timeout(&mut holder, Duration::from_secs(30));
-    assert_eq!(status.code(), Some(79), "the evicted holder lost its lock: {status}");
-    assert!(started.elapsed() < Duration::from_secs(40), "not the sleep's end");
+    assert_eq!(
+        status.code(),
+        Some(79),
+        "the evicted holder lost its lock: {status}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "not the sleep's end"
+    );
     let out = run(distlock(dir.path()).args(["release", "job", "--force", "--yes"]));
     assert_eq!(code(&out), 1, "nothing left to release: {}", stderr(&out));
-    let out = run(distlock(dir.path()).args(["lock", "job", "--", "sh", "-c", "echo $DISTLOCK_TOKEN"]));
+    let out =
+        run(distlock(dir.path()).args(["lock", "job", "--", "sh", "-c", "echo $DISTLOCK_TOKEN"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let next: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    assert!(next > first, "the next grant is fenced above the evicted one: {next} > {first}");
+    assert!(
+        next > first,
+        "the next grant is fenced above the evicted one: {next} > {first}"
+    );
 }
 
 #[test]

@@ -73,7 +73,9 @@ pub enum Error {
     },
 
     /// The store could not be reached or did not answer in time. Transient.
-    #[error("{backend} store unavailable: {source}")]
+    /// The cause (naming the endpoint) is the [`source`](std::error::Error::source);
+    /// [`error_chain`](crate::error_chain) prints both.
+    #[error("{backend} store unavailable")]
     Unavailable {
         /// The backend's name (`redis`, `postgres`, …).
         backend: &'static str,
@@ -84,7 +86,7 @@ pub enum Error {
 
     /// The request reached the store but its outcome could not be confirmed (the
     /// connection broke after sending). The operation may or may not have happened.
-    #[error("{backend}: outcome of {operation} on `{resource}` is unknown: {source}")]
+    #[error("{backend}: outcome of {operation} on `{resource}` is unknown")]
     OutcomeUnknown {
         /// The backend's name.
         backend: &'static str,
@@ -99,7 +101,7 @@ pub enum Error {
 
     /// The store answered with an error that retrying will not fix (schema missing,
     /// permission denied, corrupt record, …).
-    #[error("{backend} store error: {source}")]
+    #[error("{backend} store error")]
     Store {
         /// The backend's name.
         backend: &'static str,
@@ -161,3 +163,42 @@ impl Error {
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its causes, each said once: `message: cause: cause`. A cause
+/// whose text is already in the line (a wrapper that repeats its source) is
+/// skipped. For logs and command-line tools; `Display` says only the error's
+/// own part.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    #[test]
+    fn display_says_its_own_part_and_the_chain_says_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = Error::Unavailable {
+            backend: "redis",
+            source: Box::new(io),
+        };
+        assert_eq!(error.to_string(), "redis store unavailable");
+        let source = std::error::Error::source(&error).expect("the cause is kept");
+        assert_eq!(source.to_string(), "connection refused");
+        assert_eq!(
+            error_chain(&error),
+            "redis store unavailable: connection refused"
+        );
+    }
+}

@@ -24,7 +24,7 @@ mod wait;
 pub mod conformance;
 
 pub use connect::{Connector, Registry, parse_url, redact_url};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, Result, error_chain};
 pub use lease_key::LeaseKey;
 pub use lock::{Lock, LostSignal};
 pub use locker::{RefreshStats, StoreLocker};

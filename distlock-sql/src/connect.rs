@@ -670,7 +670,7 @@ mod tests {
         ));
         let err = connect_error_at("postgres://u:hunter2@h:1/db", "postgres", "h:1", refused);
         assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
-        let text = err.to_string();
+        let text = distlock_core::error_chain(&err);
         assert!(text.contains("h:1") && text.contains("refused"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
         assert_eq!(host_port("::1", 5432), "[::1]:5432");

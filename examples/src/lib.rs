@@ -60,3 +60,22 @@ pub fn fail(program: &str, what: impl std::fmt::Display) -> ! {
     eprintln!("{program}: FAILED: {what}");
     std::process::exit(1);
 }
+
+/// What the programs' `main` returns: a failure prints its message and its
+/// causes in plain words (`Display`), not `Debug`.
+pub type Outcome = std::result::Result<(), Failure>;
+
+/// An error on its way out of `main`.
+pub struct Failure(Box<dyn std::error::Error + Send + Sync + 'static>);
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure(Box::new(error))
+    }
+}
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", distlock::error_chain(&*self.0))
+    }
+}

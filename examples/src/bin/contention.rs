@@ -21,7 +21,7 @@ struct FencedCounter {
 }
 
 #[tokio::main]
-async fn main() -> distlock::Result<()> {
+async fn main() -> distlock_examples::Outcome {
     let mut args = std::env::args().skip(1);
     let workers: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(8);
     let rounds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(50);

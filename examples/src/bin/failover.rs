@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use distlock::{LockOptions, Locker};
 
 #[tokio::main]
-async fn main() -> distlock::Result<()> {
+async fn main() -> distlock_examples::Outcome {
     // 600 ms, or the backend's shortest TTL if that is longer (etcd: 2 s).
     let ttl = distlock_examples::connect()
         .await?

@@ -40,7 +40,7 @@ impl Storage {
 }
 
 #[tokio::main]
-async fn main() -> distlock::Result<()> {
+async fn main() -> distlock_examples::Outcome {
     let resource = format!("examples/fenced/{}", std::process::id());
     let storage = Mutex::new(Storage::default());
     let write = |who: &str, token: u64, value: &str| {

@@ -17,7 +17,7 @@ use distlock_examples::ensure;
 const LONG: Duration = Duration::from_secs(60);
 
 #[tokio::main]
-async fn main() -> Result<(), JobError> {
+async fn main() -> distlock_examples::Outcome {
     let url = distlock_examples::url();
     let sql = ["postgres", "mysql", "mariadb", "sqlite", "cockroach"]
         .iter()

@@ -20,7 +20,7 @@ const CANDIDATES: u32 = 3;
 const TERM_TICKS: u32 = 4; // work rounds before a leader resigns
 
 #[tokio::main]
-async fn main() -> distlock::Result<()> {
+async fn main() -> distlock_examples::Outcome {
     let resource = format!("examples/leader/{}", std::process::id());
     let started = Instant::now();
     let leaders = Arc::new(AtomicU32::new(0)); // leaders right now

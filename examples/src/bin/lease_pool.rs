@@ -15,7 +15,7 @@ use distlock::patterns::{obtain_any, wait_until_obtained};
 use distlock_examples::{ensure, fail};
 
 #[tokio::main]
-async fn main() -> distlock::Result<()> {
+async fn main() -> distlock_examples::Outcome {
     let run = std::process::id();
     let pool: Vec<String> = ["agent-a", "agent-b", "agent-c"]
         .iter()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use distlock::{Handler, Infoer, LockOptions, Locker};
 
 #[tokio::main]
-async fn main() -> distlock::Result<()> {
+async fn main() -> distlock_examples::Outcome {
     let locker = distlock_examples::connect().await?;
     println!("backend: {}", locker.capabilities().backend);
 

@@ -20,7 +20,7 @@ const PERMITS: u32 = 3;
 const WORKERS: u32 = 10;
 
 #[tokio::main]
-async fn main() -> distlock::Result<()> {
+async fn main() -> distlock_examples::Outcome {
     let resource = format!("examples/limit/{}/db-connections", std::process::id());
     let started = Instant::now();
     let inside = Arc::new(AtomicU32::new(0));

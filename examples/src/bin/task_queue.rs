@@ -19,7 +19,7 @@ use distlock::{Handler, LockOptions};
 use distlock_examples::ensure;
 
 #[tokio::main]
-async fn main() -> distlock::Result<()> {
+async fn main() -> distlock_examples::Outcome {
     let mut args = std::env::args().skip(1);
     let workers: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
     let tasks: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
