@@ -562,7 +562,13 @@ pub async fn connect_store(url: &Url) -> Result<GrpcStore> {
             session: tokio::sync::Mutex::default(),
         }),
     };
-    // Open the session now, so that the first locks already belong to it.
-    let _ = store.session().await;
+    // Open the session now, so that the first locks already belong to it; a
+    // refusal (a limit, the password) is the caller's error, a transient
+    // failure is retried by the first call that needs the session.
+    match tokio::time::timeout(OPEN_TIMEOUT, store.open_session()).await {
+        Ok(Ok(live)) => store.inner.session.lock().await.live = Some(live),
+        Ok(Err(error)) if !error.is_transient() => return Err(error),
+        _ => {}
+    }
     Ok(store)
 }
