@@ -249,7 +249,8 @@ pub(crate) fn from_status(status: &Status, op: Op<'_>) -> Error {
     }
     match status.code() {
         Code::Unauthenticated => Error::store(BACKEND, ClientError::Unauthenticated),
-        Code::ResourceExhausted => Error::store(
+        // tonic's own refusal of an oversized message.
+        Code::ResourceExhausted | Code::OutOfRange => Error::store(
             BACKEND,
             ClientError::LimitExceeded {
                 limit: "max_message_bytes".to_owned(),
