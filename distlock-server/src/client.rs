@@ -3,7 +3,7 @@
 //! Acquire is one `TryLock` call with the key the core chose (a retried or
 //! abandoned acquire can always be released by that key); waiting, the lost
 //! signal and batched background refresh come from
-//! [`StoreLocker`](distlock::StoreLocker). Each refresh batch travels as one
+//! [`StoreLocker`](distlock_core::StoreLocker). Each refresh batch travels as one
 //! keepalive on the connection's session stream, so the server can tell a
 //! client that went away and release its locks after the disconnect grace.
 
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use distlock::{
+use distlock_core::{
     AcquireRequest, Acquired, Capabilities, Connector, Error, Grant, Holder, Info, LeaseKey,
     Locker, RefreshRequest, Refreshed, Result, Store, StoreLocker, Wakeup, parse_url, redact_url,
 };

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use distlock::Locker;
+use distlock_core::Locker;
 
 /// When the leases of a session that disconnected or expired are released.
 /// See the [crate documentation](crate#sessions-and-the-disconnect-grace).
@@ -121,7 +121,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
-            .field("store", &distlock::redact_url(&self.store))
+            .field("store", &distlock_core::redact_url(&self.store))
             .field("locker", &self.locker.as_ref().map(|l| l.capabilities().backend))
             .field("metrics", &self.metrics)
             .field("password", &self.password)

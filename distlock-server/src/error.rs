@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use distlock::Error;
+use distlock_core::Error;
 use prost::Message;
 use tonic::{Code, Status};
 

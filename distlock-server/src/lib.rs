@@ -53,6 +53,38 @@ pub use client::{DEFAULT_PORT, DistlockConnector, GrpcStore, SCHEMES, connect, c
 pub use config::{Config, DisconnectGrace, Limits, Password};
 pub use server::{ServerHandle, StartError, start};
 
+/// Every backend `--store` can name in this build (features `memory`,
+/// `redis`, `postgres`, `etcd`), plus `distlock://` (a server in front of
+/// another), with a hint naming the feature for the others.
+pub fn registry() -> distlock_core::Registry {
+    let registry = distlock_core::Registry::new()
+        .with(distlock_core::NoopConnector)
+        .with(DistlockConnector);
+    #[cfg(feature = "memory")]
+    let registry = registry.with(distlock_memory::MemoryConnector);
+    #[cfg(feature = "redis")]
+    let registry = registry.with(distlock_redis::RedisConnector);
+    #[cfg(feature = "postgres")]
+    let registry = registry.with(distlock_sql::SqlConnector);
+    #[cfg(feature = "etcd")]
+    let registry = registry.with(distlock_etcd::EtcdConnector);
+    let missing: &[(&str, &'static [&'static str], bool)] = &[
+        ("memory", &["memory"], cfg!(feature = "memory")),
+        ("redis", &["redis", "rediss", "redis+unix"], cfg!(feature = "redis")),
+        ("postgres", &["postgres", "postgresql"], cfg!(feature = "postgres")),
+        ("etcd", &["etcd", "etcds"], cfg!(feature = "etcd")),
+    ];
+    missing
+        .iter()
+        .filter(|(_, _, built)| !built)
+        .fold(registry, |registry, (feature, schemes, _)| {
+            registry.with_hint(
+                schemes,
+                format!("turn on feature `{feature}` of the `distlock-server` crate"),
+            )
+        })
+}
+
 /// The metadata key carrying the password.
 pub const PASSWORD_HEADER: &str = "x-distlock-password";
 /// The metadata key naming the session a request's leases belong to.

@@ -25,7 +25,7 @@ use crate::state::State;
 pub enum StartError {
     /// The backing store could not be connected.
     #[error("cannot connect to the backing store: {0}")]
-    Store(#[from] distlock::Error),
+    Store(#[from] distlock_core::Error),
     /// A socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -60,7 +60,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     let locker = match &config.locker {
         Some(locker) => locker.clone(),
-        None => distlock::connect(&config.store).await?,
+        None => crate::registry().connect(&config.store).await?,
     };
     let listener = bind(config.listen).await?;
     let addr = listener
@@ -76,7 +76,7 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
     tracing::info!(
         %addr,
         backend = locker.capabilities().backend,
-        store = %distlock::redact_url(&config.store),
+        store = %distlock_core::redact_url(&config.store),
         metrics = ?metrics_addr,
         password = config.password.is_some(),
         grace = ?config.disconnect_grace,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use distlock::{Error, LeaseKey, LockOptions, validate_prefix, validate_resource};
+use distlock_core::{Error, LeaseKey, LockOptions, validate_prefix, validate_resource};
 use futures_util::future::join_all;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use distlock::{Error, LeaseKey, Locker};
+use distlock_core::{Error, LeaseKey, Locker};
 use tokio::sync::{Notify, watch};
 
 use crate::config::{Config, DisconnectGrace};

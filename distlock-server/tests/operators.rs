@@ -20,7 +20,7 @@ async fn list_force_release_and_metrics() {
     let server = &fixture.server;
     let locker = distlock_server::connect(&server.url()).await.unwrap();
     let options = LockOptions::new()
-        .with_ttl(Duration::from_secs(30))
+        .with_ttl(Duration::from_secs(3))
         .with_owner("worker-1");
     let lock = locker.try_lock("ops/a", &options).await.unwrap().unwrap();
 
