@@ -166,8 +166,8 @@ impl LockApi {
             expires: from + ttl,
             session,
         };
-        if let Err(((resource, _), _)) = state.insert_lease(id, lease) {
-            let _ = state.locker.release(&resource, server_key).await;
+        if !state.insert_lease(id, lease) {
+            let _ = state.locker.release(&r.resource, server_key).await;
             state.metrics.error("limit");
             return Err(limit(
                 "max_locks_per_session",
@@ -203,11 +203,13 @@ pub(crate) async fn renew_batch(
             return Ok(RefreshOutcome::NotHeld);
         };
         match state.locker.refresh(&id.0, lease.server_key, *ttl).await {
-            Ok(()) => {
-                state.renewed(id, *ttl, received, session);
+            Ok(()) if state.renewed(id, *ttl, received, session) => {
                 state.metrics.renewals.fetch_add(1, Ordering::Relaxed);
                 Ok(RefreshOutcome::Renewed)
             }
+            // Renewed in the store, but the entry was swept, reaped or
+            // force-released meanwhile, and its release is under way.
+            Ok(()) => Ok(RefreshOutcome::NotHeld),
             Err(Error::NotHeld { .. }) => {
                 state.remove_lease(id);
                 state.wake(&id.0);

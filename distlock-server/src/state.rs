@@ -218,24 +218,21 @@ impl State {
 
     // ---- leases ----
 
-    /// Record a grant. Fails with the limit's name when the session is full.
-    pub(crate) fn insert_lease(
-        &self,
-        id: LeaseId,
-        lease: Lease,
-    ) -> Result<(), (LeaseId, Lease)> {
+    /// Record a grant; `false` (nothing recorded) when the session is full.
+    #[must_use]
+    pub(crate) fn insert_lease(&self, id: LeaseId, lease: Lease) -> bool {
         let mut guard = self.tables();
         let Tables { leases, sessions } = &mut *guard;
         if let Some(session_id) = lease.session
             && let Some(session) = sessions.get_mut(&session_id)
         {
             if session.leases.len() >= self.config.limits.max_locks_per_session {
-                return Err((id, lease));
+                return false;
             }
             session.leases.insert(id.clone());
         }
         leases.insert(id, lease);
-        Ok(())
+        true
     }
 
     pub(crate) fn lease(&self, id: &LeaseId) -> Option<Lease> {
@@ -254,11 +251,21 @@ impl State {
 
     /// A renewal succeeded at `received`: extend, and move the lease to the
     /// renewing session if it has one.
-    pub(crate) fn renewed(&self, id: &LeaseId, ttl: Duration, received: Instant, session: Option<u64>) {
+    ///
+    /// Returns `false` when the entry went away meanwhile (swept, reaped,
+    /// force-released): its release is under way, so the lease is not held.
+    #[must_use]
+    pub(crate) fn renewed(
+        &self,
+        id: &LeaseId,
+        ttl: Duration,
+        received: Instant,
+        session: Option<u64>,
+    ) -> bool {
         let mut guard = self.tables();
         let Tables { leases, sessions } = &mut *guard;
         let Some(lease) = leases.get_mut(id) else {
-            return;
+            return false;
         };
         lease.expires = received + ttl;
         lease.ttl = ttl;
@@ -274,6 +281,7 @@ impl State {
             }
             lease.session = Some(new);
         }
+        true
     }
 
     /// Drop leases that nobody renewed past their TTL (sessionless ones, or
