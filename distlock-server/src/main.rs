@@ -113,6 +113,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // One line on stdout for scripts and tests (port 0 picks a free port).
+        println!("listening on {}", server.local_addr());
+        if let Some(metrics) = server.metrics_addr() {
+            println!("metrics on http://{metrics}/metrics");
+        }
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("interrupted: draining");
         server.shutdown().await;
