@@ -186,6 +186,12 @@ impl ServerHandle {
         self.state.tables().sessions.values().filter(|s| s.connected).count()
     }
 
+    /// End every lease of `resource` this server granted, as the admin
+    /// `ForceRelease` call does; the next grant gets a higher fencing token.
+    pub async fn force_release(&self, resource: &str) -> u64 {
+        self.state.force_release(resource).await
+    }
+
     /// Stop granting new locks and opening sessions; calls in flight finish.
     pub fn drain(&self) {
         self.state.draining.store(true, Ordering::Release);

@@ -559,27 +559,7 @@ impl AdminService for AdminApi {
         let resource = request.into_inner().resource;
         validate_resource(&resource, self.state.locker.capabilities().max_resource_len)
             .map_err(|e| to_status(&e))?;
-        let ids: Vec<LeaseId> = self
-            .state
-            .tables()
-            .leases
-            .keys()
-            .filter(|(r, _)| *r == resource)
-            .cloned()
-            .collect();
-        let mut released = 0;
-        for id in ids {
-            if let Some(lease) = self.state.remove_lease(&id)
-                && self.state.locker.release(&resource, lease.server_key).await.is_ok()
-            {
-                released += 1;
-            }
-        }
-        self.state.wake(&resource);
-        self.state
-            .metrics
-            .force_releases
-            .fetch_add(released, Ordering::Relaxed);
+        let released = self.state.force_release(&resource).await;
         tracing::warn!(%resource, released, "operator force-released a resource");
         Ok(Response::new(pb::ForceReleaseResponse { released }))
     }

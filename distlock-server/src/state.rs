@@ -313,6 +313,31 @@ impl State {
         }
     }
 
+    /// End every lease of `resource` the server granted (an operator's call);
+    /// returns how many the store confirmed.
+    pub(crate) async fn force_release(&self, resource: &str) -> u64 {
+        let ids: Vec<LeaseId> = self
+            .tables()
+            .leases
+            .keys()
+            .filter(|(r, _)| r == resource)
+            .cloned()
+            .collect();
+        let mut released = 0;
+        for id in ids {
+            if let Some(lease) = self.remove_lease(&id)
+                && self.locker.release(resource, lease.server_key).await.is_ok()
+            {
+                released += 1;
+            }
+        }
+        self.wake(resource);
+        self.metrics
+            .force_releases
+            .fetch_add(released, Ordering::Relaxed);
+        released
+    }
+
     // ---- watchers ----
 
     /// Register a watcher of `resource`; `None` when the per-resource limit is hit.
