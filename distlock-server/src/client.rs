@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Request;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use url::Url;
 
 use crate::error::{BACKEND, ClientError, Op, from_status};
@@ -33,7 +33,7 @@ use crate::proto::{self as pb, RefreshOutcome, session_request, session_response
 use crate::{PASSWORD_HEADER, SESSION_HEADER};
 
 /// The schemes this backend serves.
-pub const SCHEMES: &[&str] = &["distlock"];
+pub const SCHEMES: &[&str] = &["distlock", "distlocks"];
 
 /// The port a server listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 7420;
@@ -448,7 +448,8 @@ impl Store for GrpcStore {
     }
 }
 
-/// Serves `distlock://[:PASSWORD@]HOST[:PORT]` (port 7420 by default).
+/// Serves `distlock://[:PASSWORD@]HOST[:PORT]` (port 7420 by default) and
+/// `distlocks://…?ca=PATH[&cert=PATH&key=PATH][&domain=NAME]` (TLS, mTLS).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DistlockConnector;
 
@@ -494,10 +495,22 @@ pub async fn connect_store(url: &Url) -> Result<GrpcStore> {
             "no user name: put the password alone, distlock://:PASSWORD@HOST:PORT",
         ));
     }
-    if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some() {
+    let tls = url.scheme() == "distlocks";
+    if !matches!(url.path(), "" | "/") || url.fragment().is_some() || (!tls && url.query().is_some())
+    {
         return Err(invalid(
-            "distlock:// takes no path or options: distlock://[:PASSWORD@]HOST[:PORT]",
+            "distlock:// takes no path or options: distlock://[:PASSWORD@]HOST[:PORT], or \
+             distlocks://[:PASSWORD@]HOST[:PORT]?ca=PEM[&cert=PEM&key=PEM][&domain=NAME] for TLS",
         ));
+    }
+    let mut files: HashMap<String, String> = HashMap::new();
+    for (name, value) in url.query_pairs() {
+        if !matches!(&*name, "ca" | "cert" | "key" | "domain") || files.contains_key(&*name) {
+            return Err(invalid(
+                "distlocks:// options are ca=PATH, cert=PATH, key=PATH and domain=NAME, once each",
+            ));
+        }
+        files.insert(name.into_owned(), value.into_owned());
     }
     let password = match url.password() {
         None => None,
@@ -513,8 +526,41 @@ pub async fn connect_store(url: &Url) -> Result<GrpcStore> {
     };
     let port = url.port().unwrap_or(DEFAULT_PORT);
     let target = format!("{host}:{port}");
-    let endpoint = Endpoint::from_shared(format!("http://{target}"))
-        .map_err(|_| invalid("not a usable host and port"))?
+    let mut endpoint = Endpoint::from_shared(format!(
+        "{}://{target}",
+        if tls { "https" } else { "http" }
+    ))
+    .map_err(|_| invalid("not a usable host and port"))?;
+    if tls {
+        let read = |option: &str| -> Result<Option<String>> {
+            files
+                .get(option)
+                .map(|path| {
+                    std::fs::read_to_string(path).map_err(|e| {
+                        invalid(&format!("cannot read the {option}= file `{path}`: {e}"))
+                    })
+                })
+                .transpose()
+        };
+        let domain = files
+            .get("domain")
+            .cloned()
+            .unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']').to_owned());
+        let mut config = ClientTlsConfig::new().domain_name(domain);
+        match read("ca")? {
+            Some(ca) => config = config.ca_certificate(Certificate::from_pem(ca)),
+            None => return Err(invalid("distlocks:// needs ca=PATH (the server's CA, PEM)")),
+        }
+        match (read("cert")?, read("key")?) {
+            (Some(cert), Some(key)) => config = config.identity(Identity::from_pem(cert, key)),
+            (None, None) => {}
+            _ => return Err(invalid("give both cert= and key= for a client certificate, or neither")),
+        }
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|e| invalid(&format!("TLS settings refused: {e}")))?;
+    }
+    let endpoint = endpoint
         .connect_timeout(Duration::from_secs(3))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))

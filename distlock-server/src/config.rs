@@ -76,7 +76,11 @@ impl Password {
         Password(Arc::from(secret.into()))
     }
 
-    /// Whether `candidate` is the secret, in time independent of where they differ.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `candidate` is the secret, in constant time.
     pub fn matches(&self, candidate: &[u8]) -> bool {
         let secret = self.0.as_bytes();
         let mut diff = u8::from(secret.len() != candidate.len());
@@ -90,6 +94,41 @@ impl Password {
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(***)")
+    }
+}
+
+/// TLS for the gRPC port: the server's certificate chain and key (PEM), and
+/// optionally a CA whose certificates clients must present (mTLS).
+#[derive(Clone)]
+pub struct TlsConfig {
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: Password,
+    pub(crate) client_ca_pem: Option<String>,
+}
+
+impl TlsConfig {
+    /// Serve TLS with this certificate chain and private key (PEM).
+    pub fn new(cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        TlsConfig {
+            cert_pem: cert_pem.into(),
+            key_pem: Password::new(key_pem),
+            client_ca_pem: None,
+        }
+    }
+
+    /// Require client certificates signed by this CA (PEM).
+    pub fn with_client_ca(mut self, ca_pem: impl Into<String>) -> Self {
+        self.client_ca_pem = Some(ca_pem.into());
+        self
+    }
+}
+
+impl fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("key", &"***")
+            .field("mutual", &self.client_ca_pem.is_some())
+            .finish()
     }
 }
 
@@ -115,6 +154,8 @@ pub struct Config {
     pub limits: Limits,
     /// How long `shutdown` waits for calls in flight.
     pub drain_timeout: Duration,
+    /// TLS (and mTLS) for the gRPC port; plaintext when `None`.
+    pub tls: Option<TlsConfig>,
 }
 
 impl fmt::Debug for Config {
@@ -129,6 +170,7 @@ impl fmt::Debug for Config {
             .field("session_timeout", &self.session_timeout)
             .field("limits", &self.limits)
             .field("drain_timeout", &self.drain_timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -146,6 +188,7 @@ impl Config {
             session_timeout: Duration::from_secs(15),
             limits: Limits::default(),
             drain_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 
@@ -182,6 +225,12 @@ impl Config {
     /// Set the session timeout.
     pub fn with_session_timeout(mut self, timeout: Duration) -> Self {
         self.session_timeout = timeout;
+        self
+    }
+
+    /// Serve TLS.
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 

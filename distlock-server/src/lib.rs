@@ -50,7 +50,7 @@ pub mod proto {
 
 pub use error::ClientError;
 pub use client::{DEFAULT_PORT, DistlockConnector, GrpcStore, SCHEMES, connect, connect_store};
-pub use config::{Config, DisconnectGrace, Limits, Password};
+pub use config::{Config, DisconnectGrace, Limits, Password, TlsConfig};
 pub use server::{ServerHandle, StartError, start};
 
 /// Every backend `--store` can name in this build (features `memory`,

@@ -5,6 +5,7 @@
 //!                 [--disconnect-grace lease|MILLIS] [--session-timeout MILLIS]
 //!                 [--max-sessions N] [--max-locks-per-session N]
 //!                 [--max-waiters-per-resource N] [--max-message-bytes N]
+//!                 [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]]
 //! ```
 //! The password comes from `DISTLOCK_PASSWORD` (or `--password-file PATH`), so
 //! that it never shows in `ps`.
@@ -12,12 +13,13 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use distlock_server::{Config, DisconnectGrace, Limits, Password};
+use distlock_server::{Config, DisconnectGrace, Limits, Password, TlsConfig};
 
 const USAGE: &str = "usage: distlock-server [--listen ADDR] [--store URL] [--metrics ADDR] \
 [--password-file PATH] [--disconnect-grace lease|MILLIS] [--session-timeout MILLIS] \
 [--max-sessions N] [--max-locks-per-session N] [--max-waiters-per-resource N] \
-[--max-message-bytes N]   (password also from DISTLOCK_PASSWORD)";
+[--max-message-bytes N] [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] \
+(password from DISTLOCK_PASSWORD)";
 
 fn parse_args() -> Result<Config, String> {
     let mut config = Config::new(
@@ -31,6 +33,7 @@ fn parse_args() -> Result<Config, String> {
     {
         config = config.with_password(Password::new(password));
     }
+    let mut tls_files: (Option<String>, Option<String>, Option<String>) = (None, None, None);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
@@ -78,8 +81,23 @@ fn parse_args() -> Result<Config, String> {
                 limits.max_waiters_per_resource = number(&value)? as usize;
             }
             "--max-message-bytes" => limits.max_message_bytes = number(&value)? as usize,
+            "--tls-cert" => tls_files.0 = Some(value),
+            "--tls-key" => tls_files.1 = Some(value),
+            "--tls-client-ca" => tls_files.2 = Some(value),
             other => return Err(format!("unknown flag {other}\n{USAGE}")),
         }
+    }
+    let read = |path: &str| std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"));
+    match tls_files {
+        (Some(cert), Some(key), client_ca) => {
+            let mut tls = TlsConfig::new(read(&cert)?, read(&key)?);
+            if let Some(ca) = client_ca {
+                tls = tls.with_client_ca(read(&ca)?);
+            }
+            config = config.with_tls(tls);
+        }
+        (None, None, None) => {}
+        _ => return Err("--tls-cert and --tls-key go together (--tls-client-ca needs both)".into()),
     }
     Ok(config.with_limits(limits))
 }

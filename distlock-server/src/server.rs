@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::config::Config;
 use crate::proto::admin_service_server::AdminServiceServer;
@@ -26,6 +26,9 @@ pub enum StartError {
     /// The backing store could not be connected.
     #[error("cannot connect to the backing store: {0}")]
     Store(#[from] distlock_core::Error),
+    /// The TLS configuration was refused.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
     /// A socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -126,7 +129,18 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         socket
     });
     let mut down = shutdown_rx;
-    let serve = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = &state.config.tls {
+        let mut server_tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(&tls.cert_pem, tls.key_pem.expose()));
+        if let Some(ca) = &tls.client_ca_pem {
+            server_tls = server_tls.client_ca_root(Certificate::from_pem(ca));
+        }
+        builder = builder
+            .tls_config(server_tls)
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+    }
+    let serve = builder
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(locks)

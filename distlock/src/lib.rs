@@ -32,7 +32,7 @@
 //! | `etcd` | `etcd://`, `etcds://` | `etcd` |
 //! | `postgres`, `mysql`, `sqlite`, `cockroach` | `postgres://`, `mysql://`, `sqlite://`, `cockroach://` | `sql` |
 //! | `dynamo` | `dynamodb://TABLE?region=…` | `dynamo` |
-//! | `server` | `distlock://[:PASSWORD@]HOST[:PORT]` (a distlock lock server) | `server` |
+//! | `server` | `distlock://[:PASSWORD@]HOST[:PORT]`, `distlocks://…` (TLS): a distlock lock server | `server` |
 //! | `full` | all of the above | |
 //!
 //! A URL whose backend is not built in is an [`Error::InvalidUrl`] that names
@@ -77,7 +77,7 @@ pub const BACKENDS: &[(&str, &[&str])] = &[
     ("sqlite", &["sqlite"]),
     ("cockroach", &["cockroach", "cockroachdb"]),
     ("dynamo", &["dynamodb"]),
-    ("server", &["distlock"]),
+    ("server", &["distlock", "distlocks"]),
 ];
 
 /// Whether `feature` was turned on in this build.
