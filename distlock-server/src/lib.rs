@@ -37,6 +37,7 @@
 mod client;
 mod config;
 mod error;
+mod lockey;
 mod metrics;
 mod server;
 mod service;
@@ -49,6 +50,7 @@ pub mod proto {
 }
 
 pub use error::ClientError;
+pub use lockey::SessionClient;
 pub use client::{DEFAULT_PORT, DistlockConnector, GrpcStore, SCHEMES, connect, connect_store};
 pub use config::{Config, DisconnectGrace, Limits, Password, TlsConfig};
 pub use server::{ServerHandle, StartError, start};

@@ -224,3 +224,31 @@ async fn a_session_that_ends_cleanly_releases_nothing_early() {
     other.release("clean/a", key).await.unwrap();
     assert_eq!(server.held_locks(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockey_style_session_client() {
+    let fixture = ServerFixture::new().await;
+    let url = fixture.server.url();
+    let first = distlock_server::SessionClient::connect(&url).await.unwrap();
+    let second = distlock_server::SessionClient::connect(&url)
+        .await
+        .unwrap()
+        .with_options(LockOptions::new().with_wait_timeout(Duration::from_millis(200)));
+    assert_eq!(first.check_acquire("lockey/a").await.unwrap(), None);
+    first.acquire("lockey/a").await.unwrap();
+    assert!(first.acquire("lockey/a").await.is_err(), "already held by this session");
+    assert_eq!(
+        second.check_acquire("lockey/a").await.unwrap().as_deref(),
+        Some(first.owner())
+    );
+    assert!(matches!(
+        second.acquire("lockey/a").await,
+        Err(distlock_core::Error::WaitTimeout { .. })
+    ));
+    first.release("lockey/a").await.unwrap();
+    second.acquire("lockey/a").await.unwrap();
+    assert!(matches!(
+        first.release("lockey/a").await,
+        Err(distlock_core::Error::NotHeld { .. })
+    ));
+}
