@@ -32,6 +32,7 @@
 //! | `etcd` | `etcd://`, `etcds://` | `etcd` |
 //! | `postgres`, `mysql`, `sqlite`, `cockroach` | `postgres://`, `mysql://`, `sqlite://`, `cockroach://` | `sql` |
 //! | `dynamo` | `dynamodb://TABLE?region=…` | `dynamo` |
+//! | `server` | `distlock://[:PASSWORD@]HOST[:PORT]`, `distlocks://…` (TLS): a distlock lock server | `server` |
 //! | `full` | all of the above | |
 //!
 //! A URL whose backend is not built in is an [`Error::InvalidUrl`] that names
@@ -63,6 +64,9 @@ pub use distlock_sql as sql;
 #[cfg(feature = "dynamo")]
 pub use distlock_dynamo as dynamo;
 
+#[cfg(feature = "server")]
+pub use distlock_server as server;
+
 /// Every backend this crate knows: its feature and URL schemes.
 pub const BACKENDS: &[(&str, &[&str])] = &[
     ("memory", &["memory"]),
@@ -73,6 +77,7 @@ pub const BACKENDS: &[(&str, &[&str])] = &[
     ("sqlite", &["sqlite"]),
     ("cockroach", &["cockroach", "cockroachdb"]),
     ("dynamo", &["dynamodb"]),
+    ("server", &["distlock", "distlocks"]),
 ];
 
 /// Whether `feature` was turned on in this build.
@@ -86,6 +91,7 @@ fn built(feature: &str) -> bool {
         ("sqlite", cfg!(feature = "sqlite")),
         ("cockroach", cfg!(feature = "cockroach")),
         ("dynamo", cfg!(feature = "dynamo")),
+        ("server", cfg!(feature = "server")),
     ];
     on.iter().any(|(name, built)| *name == feature && *built)
 }
@@ -109,6 +115,8 @@ pub fn registry() -> Registry {
     let registry = registry.with(distlock_sql::SqlConnector);
     #[cfg(feature = "dynamo")]
     let registry = registry.with(distlock_dynamo::DynamoConnector);
+    #[cfg(feature = "server")]
+    let registry = registry.with(distlock_server::DistlockConnector);
     BACKENDS.iter().filter(|(feature, _)| !built(feature)).fold(
         registry,
         |registry, (feature, schemes)| {
