@@ -75,21 +75,42 @@
 //! Passwords never appear in errors or `Debug`.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]
+// Without any dialect feature the crate compiles, but serves no URL.
+#![cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code, unused_imports)
+)]
 
+// Layers (each imports only the ones above it): `layout`, `rows`, `error`;
+// `dialect` (the `SqlBackend` trait); `txn` and the dialect modules;
+// `store`, `jobs`; `connect`.
+#[cfg(feature = "cockroach")]
 mod cockroach;
+mod config;
 mod connect;
 mod dialect;
 mod error;
 pub mod jobs;
+mod layout;
+#[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "postgres")]
 mod notify;
+#[cfg(feature = "postgres")]
 mod postgres;
+mod rows;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+#[cfg(any(feature = "mysql", feature = "sqlite"))]
+mod txn;
 
-pub use connect::{
-    COCKROACH_PORT, ConnectError, SCHEMES, SqlConnector, SqlOptions, mysql_pool_options,
-};
-pub use dialect::{DEFAULT_TABLE, Dialect, MAX_TABLE_LEN, TableName};
+pub use config::{COCKROACH_PORT, SCHEMES, SqlConfig, URL_ENV};
+pub use connect::SqlConnector;
+#[cfg(feature = "mysql")]
+pub use connect::mysql_pool_options;
+pub use dialect::Dialect;
+pub use error::ConnectError;
 pub use jobs::{JobError, JobHolder, JobKey, JobLease, JobLocks, JobStatus, JobStore};
+pub use layout::{DEFAULT_TABLE, MAX_TABLE_LEN, TableName};
 pub use store::{DEFAULT_CALL_TIMEOUT, MIN_TTL, SqlLocker, SqlStore};

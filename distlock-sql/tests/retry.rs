@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use distlock_core::{Error, Handler, Infoer, LockOptions};
-use distlock_sql::{SqlOptions, SqlStore, TableName};
+use distlock_sql::{SqlConfig, SqlStore, TableName};
 use sqlx::{AssertSqlSafe, PgPool};
 
 async fn setup(url: &str) -> (SqlStore, PgPool, String) {
     let table = format!("retry_{:08x}", fastrand::u32(..));
     let store = SqlStore::connect_with(
-        url,
-        SqlOptions::new().with_table(TableName::new(&table).unwrap()),
+        SqlConfig::from_url(url)
+            .unwrap()
+            .with_table(TableName::new(&table).unwrap()),
     )
     .await
     .expect("connect");
