@@ -81,33 +81,6 @@ where
     }
 }
 
-#[cfg(feature = "postgres")]
-/// `host:port` (or the socket path) of a PostgreSQL connection.
-fn pg_endpoint(connect: &PgConnectOptions) -> String {
-    match connect.get_socket() {
-        Some(path) => path.display().to_string(),
-        None => host_port(connect.get_host(), connect.get_port()),
-    }
-}
-
-#[cfg(feature = "mysql")]
-/// `host:port` (or the socket path) of a MySQL connection.
-fn mysql_endpoint(connect: &MySqlConnectOptions) -> String {
-    match connect.get_socket() {
-        Some(path) => path.display().to_string(),
-        None => host_port(connect.get_host(), connect.get_port()),
-    }
-}
-
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-fn host_port(host: &str, port: u16) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
-}
-
 impl SqlStore {
     /// Connect to the database `url` names ([`SqlConfig::from_url`]) and
     /// create the lock tables unless the URL says `?migrate=false`.
@@ -160,7 +133,7 @@ impl SqlStore {
                         format!("{}ms", server_timeout(config.call_timeout).as_millis()),
                     )]);
                 }
-                let endpoint = pg_endpoint(&connect);
+                let endpoint = crate::postgres::endpoint(&connect);
                 first_connection(&connect, config.acquire_timeout, url, backend, &endpoint).await?;
                 let pool = PgPoolOptions::new()
                     .max_connections(config.max_connections)
@@ -176,7 +149,7 @@ impl SqlStore {
             Dialect::MySql => {
                 let connect = MySqlConnectOptions::from_str(target)
                     .map_err(|e| connect_error(url, backend, e))?;
-                let endpoint = mysql_endpoint(&connect);
+                let endpoint = crate::mysql::endpoint(&connect);
                 first_connection(&connect, config.acquire_timeout, url, backend, &endpoint).await?;
                 let pool = mysql_pool_options(&config)
                     .connect_with(connect)
@@ -350,16 +323,5 @@ impl Connector for SqlConnector {
     async fn connect(&self, url: &Url) -> Result<Arc<dyn Locker>> {
         let store = SqlStore::connect(url.as_str()).await?;
         Ok(Arc::new(store.locker()))
-    }
-}
-
-#[cfg(all(test, any(feature = "postgres", feature = "mysql")))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn endpoints_bracket_ipv6_hosts() {
-        assert_eq!(host_port("::1", 5432), "[::1]:5432");
-        assert_eq!(host_port("db", 5432), "db:5432");
     }
 }

@@ -65,6 +65,8 @@ pub(crate) trait SqlBackend: fmt::Debug + Send + Sync + 'static {
     fn dialect(&self) -> Dialect;
     /// Every statement by name (migration statements first).
     fn statements(&self) -> Vec<(&'static str, String)>;
+    /// The server (`host:port`, socket path or SQLite file) errors name.
+    fn endpoint(&self) -> String;
     /// Serialization failures retried so far.
     fn serialization_retries(&self) -> u64;
     /// The store can push wake-ups ([`SqlBackend::subscribe`]).

@@ -207,6 +207,42 @@ pub(crate) fn connect_error_at(
     }
 }
 
+/// `host:port`, the IPv6 host in brackets.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The server a failed call was for, with the client's error as the source:
+/// what [`Unavailable`](Error::Unavailable) errors of a store call carry.
+#[derive(Debug, thiserror::Error)]
+#[error("server {endpoint}")]
+pub(crate) struct AtEndpoint {
+    /// `host:port`, the socket path, or the SQLite file.
+    pub(crate) endpoint: String,
+    #[source]
+    pub(crate) source: distlock_core::BoxError,
+}
+
+/// An [`Unavailable`](Error::Unavailable) error names the server it could
+/// not reach; other errors pass unchanged.
+pub(crate) fn at_endpoint(error: Error, endpoint: &str) -> Error {
+    match error {
+        Error::Unavailable { backend, source } => Error::Unavailable {
+            backend,
+            source: Box::new(AtEndpoint {
+                endpoint: endpoint.to_owned(),
+                source,
+            }),
+        },
+        other => other,
+    }
+}
+
 /// Retries of serialization failures (SQLSTATE 40001): exponential backoff with
 /// jitter, bounded in count. Shared by every dialect (CockroachDB needs it on any
 /// contention; PostgreSQL under `SERIALIZABLE`; MySQL deadlocks use the same code).
@@ -286,5 +322,7 @@ mod tests {
             unreachable!()
         };
         assert_eq!(source.to_string(), "cannot connect to h:1");
+        assert_eq!(host_port("::1", 5432), "[::1]:5432");
+        assert_eq!(host_port("db", 5432), "db:5432");
     }
 }

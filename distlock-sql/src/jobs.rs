@@ -290,7 +290,12 @@ impl JobStore for SqlStore {
     ) -> Result<JobLease, JobError> {
         let mut last = None;
         for _ in 0..JOB_RACE_RETRIES {
-            let outcome = self.inner.backend.job_lock(job, max_duration).await?;
+            let outcome = self
+                .inner
+                .backend
+                .job_lock(job, max_duration)
+                .await
+                .map_err(|e| self.at_endpoint(e))?;
             if let (Some(token), Some(expires_at)) = (outcome.token, outcome.expires_at) {
                 return Ok(JobLease { token, expires_at });
             }
@@ -325,7 +330,12 @@ impl JobStore for SqlStore {
     }
 
     async fn unlock_job(&self, job: &JobKey<'_>) -> Result<(), JobError> {
-        let outcome = self.inner.backend.job_unlock(job).await?;
+        let outcome = self
+            .inner
+            .backend
+            .job_unlock(job)
+            .await
+            .map_err(|e| self.at_endpoint(e))?;
         if outcome.token.is_some() {
             return Ok(());
         }
@@ -353,7 +363,12 @@ impl JobStore for SqlStore {
     }
 
     async fn job_status(&self, component: &str, job: &str) -> Result<JobStatus, JobError> {
-        let outcome = self.inner.backend.job_status(component, job).await?;
+        let outcome = self
+            .inner
+            .backend
+            .job_status(component, job)
+            .await
+            .map_err(|e| self.at_endpoint(e))?;
         Ok(match outcome.state {
             Some(state) => JobStatus {
                 enabled: state.enabled,

@@ -37,11 +37,11 @@ use bytes::Bytes;
 use distlock_core::{
     AcquireRequest, Acquired, Holder, Info, LeaseKey, RefreshRequest, Refreshed, Result,
 };
-use sqlx::mysql::{MySqlPool, MySqlRow};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::dialect::{Dialect, SqlBackend};
-use crate::error::{Fail, Op, Retry, map};
+use crate::error::{Fail, Op, Retry, host_port, map};
 use crate::layout::{TableName, like_prefix, refresh_json};
 use crate::rows::{JobKey, JobOutcome, JobRow, JobWrite, SlotRow, micros_to_time, outcomes};
 use crate::txn::{self, LockingTx, SlotWrite, Slots, Tx};
@@ -51,6 +51,14 @@ use crate::txn::{self, LockingTx, SlotWrite, Slots, Tx};
 pub(crate) const NOW_US: &str = "CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED)";
 
 const BACKEND: &str = "mysql";
+
+/// `host:port` (or the socket path) of a MySQL connection.
+pub(crate) fn endpoint(connect: &MySqlConnectOptions) -> String {
+    match connect.get_socket() {
+        Some(path) => path.display().to_string(),
+        None => host_port(connect.get_host(), connect.get_port()),
+    }
+}
 
 /// Every statement of one table.
 #[derive(Debug)]
@@ -363,6 +371,10 @@ impl SqlBackend for MyBackend {
 
     fn serialization_retries(&self) -> u64 {
         self.retry.count()
+    }
+
+    fn endpoint(&self) -> String {
+        endpoint(&self.pool.connect_options())
     }
 
     async fn close(&self) {

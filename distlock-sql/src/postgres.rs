@@ -33,14 +33,22 @@ use distlock_core::{
     AcquireRequest, Acquired, Grant, Holder, Info, LeaseKey, RefreshRequest, Refreshed, Result,
     Wakeup,
 };
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::dialect::{Dialect, SqlBackend};
-use crate::error::{Fail, Op, Retry, map};
+use crate::error::{Fail, Op, Retry, host_port, map};
 use crate::layout::{TableName, like_prefix};
 use crate::notify::Listener;
 use crate::rows::{JobKey, JobOutcome, JobState, micros_to_time, ttl_micros};
+
+/// `host:port` (or the socket path) of a PostgreSQL connection.
+pub(crate) fn endpoint(connect: &PgConnectOptions) -> String {
+    match connect.get_socket() {
+        Some(path) => path.display().to_string(),
+        None => host_port(connect.get_host(), connect.get_port()),
+    }
+}
 
 /// How often one acquire retries at once after losing a race to a concurrent
 /// grant (the compare-and-set of the token row), before answering "held".
@@ -390,6 +398,10 @@ impl SqlBackend for PgBackend {
 
     fn push_wakeup(&self) -> bool {
         self.listener.is_some()
+    }
+
+    fn endpoint(&self) -> String {
+        endpoint(&self.pool.connect_options())
     }
 
     async fn close(&self) {

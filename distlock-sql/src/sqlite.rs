@@ -324,6 +324,14 @@ impl SqlBackend for LiteBackend {
         self.retry.count()
     }
 
+    fn endpoint(&self) -> String {
+        self.pool
+            .connect_options()
+            .get_filename()
+            .display()
+            .to_string()
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }

@@ -24,9 +24,10 @@ pub const MIN_TTL: Duration = Duration::from_millis(100);
 /// SQLite. Cloning shares the connection pool; give each "client" its own
 /// locker with [`SqlStore::locker`].
 ///
-/// Build one with [`SqlStore::connect`] (or the `from_*_pool` constructors),
-/// call [`SqlStore::migrate`] once per database (idempotent, safe to race),
-/// then take locks through [`SqlStore::locker`].
+/// Build one with [`SqlStore::connect`] (which creates the tables unless
+/// `?migrate=false`) or the `from_*_pool` constructors (then call
+/// [`SqlStore::migrate`] once per database: idempotent, safe to race), then
+/// take locks through [`SqlStore::locker`].
 #[derive(Clone)]
 pub struct SqlStore {
     pub(crate) inner: Arc<Inner>,
@@ -35,6 +36,8 @@ pub struct SqlStore {
 pub(crate) struct Inner {
     pub(crate) caps: Capabilities,
     pub(crate) table: TableName,
+    /// The server, named by unavailability errors.
+    pub(crate) endpoint: String,
     /// The dialect's side: every call goes through it.
     pub(crate) backend: Box<dyn SqlBackend>,
     /// Longest one store call may take (a server that accepts connections but
@@ -65,6 +68,7 @@ impl SqlStore {
             inner: Arc::new(Inner {
                 caps,
                 table,
+                endpoint: backend.endpoint(),
                 backend,
                 call_timeout: DEFAULT_CALL_TIMEOUT,
             }),
@@ -89,7 +93,7 @@ impl SqlStore {
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         match tokio::time::timeout(self.inner.call_timeout, call).await {
-            Ok(answer) => answer,
+            Ok(answer) => answer.map_err(|e| self.at_endpoint(e)),
             Err(_) => {
                 let message = format!(
                     "no answer within {:?} (the server accepted the connection but did not reply)",
@@ -104,10 +108,15 @@ impl SqlStore {
                         source: message.into(),
                     }
                 } else {
-                    distlock_core::Error::unavailable(backend, message)
+                    self.at_endpoint(distlock_core::Error::unavailable(backend, message))
                 })
             }
         }
+    }
+
+    /// Name the server in an [`Unavailable`](distlock_core::Error::Unavailable) error.
+    pub(crate) fn at_endpoint(&self, error: distlock_core::Error) -> distlock_core::Error {
+        crate::error::at_endpoint(error, &self.inner.endpoint)
     }
 
     /// A new locker (a "client") over this store, sharing its pool.
@@ -130,13 +139,15 @@ impl SqlStore {
     /// once (PostgreSQL: serialised by an advisory lock; MySQL: `GET_LOCK`;
     /// SQLite: `BEGIN IMMEDIATE`; CockroachDB: `IF NOT EXISTS`, conflicts
     /// retried). Existing rows, and so fencing tokens, are never touched.
+    /// [`SqlStore::connect`] runs it unless the URL says `?migrate=false`.
     ///
     /// # Errors
     /// [`Store`](distlock_core::Error::Store) if the user may not create
     /// tables; [`Unavailable`](distlock_core::Error::Unavailable) if the
     /// database cannot be reached.
     pub async fn migrate(&self) -> Result<()> {
-        self.inner.backend.migrate().await
+        let migrated = self.inner.backend.migrate().await;
+        migrated.map_err(|e| self.at_endpoint(e))
     }
 
     /// Serialization failures (SQLSTATE 40001, deadlocks) retried so far by

@@ -105,7 +105,7 @@ async fn endless_40001_is_a_transient_error_and_holds_nothing() {
     match locker.try_lock("job/b", &LockOptions::new()).await {
         Err(error @ Error::Unavailable { .. }) => {
             assert!(error.is_transient());
-            assert!(error.to_string().contains("injected"), "{error}");
+            assert!(chain(&error).contains("injected"), "{error}");
         }
         other => panic!("expected Unavailable after the retries ran out, got {other:?}"),
     }
@@ -163,4 +163,16 @@ async fn serializable_races_grant_exactly_one() {
     }
     eprintln!("serializable races: {total_retries} serialization failures retried");
     cleanup(&admin, &table).await;
+}
+
+/// The error and its causes, as a reporter walking `source()` shows them.
+fn chain(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(" | ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
