@@ -39,9 +39,10 @@ const OPTIONS: [&str; 4] = ["table", "dialect", "max_connections", "migrate"];
 ///
 /// URL options (`?table=…&dialect=…&max_connections=…&migrate=…`) set these
 /// (each at most once; booleans `true`/`false`, `1`/`0`, `yes`/`no`,
-/// `on`/`off`); every other option goes to sqlx (`sslmode`, `sslrootcert`,
-/// `application_name` (PostgreSQL; default `distlock`), `socket`, …). The
-/// `with_*` builders override what the URL set.
+/// `on`/`off`). The driver's own options go to sqlx (`sslmode`,
+/// `sslrootcert`, `application_name` (PostgreSQL; default `distlock`),
+/// `options`, `socket`, `charset`, SQLite's `mode`, …); any other option is
+/// refused, naming it. The `with_*` builders override what the URL set.
 ///
 /// The URL must name the server (`host`, or `?socket=` for MySQL) and, for
 /// SQLite, the database file (`sqlite:///abs/path.db`, `sqlite://rel.db`) or
@@ -259,6 +260,14 @@ fn parse(url: &str) -> Result<SqlConfig> {
         call_timeout: DEFAULT_CALL_TIMEOUT,
     };
     let dialect = config.resolved_dialect()?;
+    // The rest must be options the driver reads: a misspelt one is an error,
+    // not silently ignored.
+    let driver = driver_options(dialect);
+    for name in driver {
+        let _ = options.take(name);
+    }
+    let known: Vec<&str> = OPTIONS.iter().chain(driver).copied().collect();
+    options.finish(&known)?;
     let sqlx_scheme = match dialect {
         Dialect::Postgres | Dialect::Cockroach => "postgres",
         Dialect::MySql => "mysql",
@@ -299,6 +308,49 @@ fn parse(url: &str) -> Result<SqlConfig> {
         ));
     }
     Ok(SqlConfig { target, ..config })
+}
+
+/// The URL options sqlx reads for `dialect` (passed on to it).
+fn driver_options(dialect: Dialect) -> &'static [&'static str] {
+    match dialect {
+        Dialect::Postgres | Dialect::Cockroach => &[
+            "sslmode",
+            "ssl-mode",
+            "sslrootcert",
+            "ssl-root-cert",
+            "ssl-ca",
+            "sslcert",
+            "ssl-cert",
+            "sslkey",
+            "ssl-key",
+            "statement-cache-capacity",
+            "host",
+            "hostaddr",
+            "port",
+            "dbname",
+            "user",
+            "password",
+            "application_name",
+            "options",
+        ],
+        Dialect::MySql => &[
+            "sslmode",
+            "ssl-mode",
+            "sslca",
+            "ssl-ca",
+            "sslcert",
+            "ssl-cert",
+            "sslkey",
+            "ssl-key",
+            "charset",
+            "collation",
+            "statement-cache-capacity",
+            "socket",
+            "timezone",
+            "time-zone",
+        ],
+        Dialect::Sqlite => &["mode", "cache", "immutable", "vfs"],
+    }
 }
 
 /// The cargo feature `dialect` needs, when this build lacks it.
@@ -413,6 +465,8 @@ mod tests {
             "mysql://u:hunter2@h/db?max_connections=0",
             "sqlite:///x.db?migrate=maybe",
             "sqlite:///x.db?table=a&table=b",
+            "postgres://u:hunter2@h/db?tabel=x",
+            "mysql://u:hunter2@h/db?sslmod=required",
             "redis://u:hunter2@h",
         ] {
             match split(bad) {

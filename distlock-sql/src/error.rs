@@ -325,4 +325,18 @@ mod tests {
         assert_eq!(host_port("::1", 5432), "[::1]:5432");
         assert_eq!(host_port("db", 5432), "db:5432");
     }
+
+    #[test]
+    fn unavailable_errors_name_the_server_and_keep_the_cause() {
+        let err = at_endpoint(Error::unavailable("mysql", "pool timed out"), "db:3306");
+        let Error::Unavailable { source, .. } = &err else {
+            unreachable!()
+        };
+        assert_eq!(source.to_string(), "server db:3306");
+        let cause = source.source().map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("pool timed out"));
+        // Other errors pass unchanged.
+        let err = at_endpoint(Error::store("mysql", "denied"), "db:3306");
+        assert!(matches!(err, Error::Store { .. }));
+    }
 }

@@ -221,6 +221,7 @@ impl Store for SqlStore {
     }
 
     async fn subscribe(&self, resource: &str) -> Result<Option<Wakeup>> {
-        self.inner.backend.subscribe(resource).await
+        let armed = self.inner.backend.subscribe(resource).await;
+        armed.map_err(|e| self.at_endpoint(e))
     }
 }
