@@ -493,4 +493,15 @@ mod tests {
         let config = SqlConfig::from_url("postgres://u:hunter2@h/db").unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
     }
+
+    #[test]
+    fn from_env_without_the_variable_says_which_one() {
+        if std::env::var_os(URL_ENV).is_some() {
+            return;
+        }
+        match SqlConfig::from_env() {
+            Err(Error::InvalidArgument { what, .. }) => assert_eq!(what, URL_ENV),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
+    }
 }
