@@ -27,16 +27,18 @@ use std::time::{Duration, Instant};
 
 use distlock_bench::{Latencies, Report, Tiers, Timings, cycle, handoff, interleave, op, pause};
 use distlock_core::{LeaseKey, LockOptions, Locker};
-use distlock_sql::{SqlOptions, SqlStore, TableName};
+use distlock_sql::{SqlConfig, SqlStore, TableName};
 use sqlx::postgres::{PgAdvisoryLock, PgPool};
 use sqlx::{AssertSqlSafe, PgConnection};
 
-fn options() -> SqlOptions {
-    SqlOptions::new().with_table(TableName::new("bench").unwrap())
+fn options(url: &str) -> SqlConfig {
+    SqlConfig::from_url(url)
+        .unwrap()
+        .with_table(TableName::new("bench").unwrap())
 }
 
-async fn connect(url: &str, options: SqlOptions) -> SqlStore {
-    SqlStore::connect_with(url, options).await.unwrap()
+async fn connect(config: SqlConfig) -> SqlStore {
+    SqlStore::connect_with(config).await.unwrap()
 }
 
 /// The same two statements as distlock's cycle, with plain sqlx.
@@ -147,7 +149,7 @@ async fn pg_extra(
 /// One database: cycle (and on PostgreSQL raw and advisory), handoff, tiers.
 async fn section(name: &str, url: &str, full: bool) -> Report {
     let (rounds, batch) = if full { (15, 200) } else { (2, 20) };
-    let store = connect(url, options()).await;
+    let store = connect(options(url)).await;
     store.migrate().await.unwrap();
     let locker = store.locker();
     let mut report = Report::new(name);
@@ -192,8 +194,8 @@ async fn section(name: &str, url: &str, full: bool) -> Report {
         );
     }
 
-    let holder = connect(url, options()).await.locker();
-    let waiter: Arc<dyn Locker> = Arc::new(connect(url, options()).await.locker());
+    let holder = connect(options(url)).await.locker();
+    let waiter: Arc<dyn Locker> = Arc::new(connect(options(url)).await.locker());
     let samples = if full { 300 } else { 10 };
     // Let the waiter subscribe, try once and start sleeping.
     let measured = handoff(
@@ -216,9 +218,9 @@ async fn section(name: &str, url: &str, full: bool) -> Report {
 
     let mut lockers: Vec<Arc<dyn Locker>> = Vec::new();
     for _ in 0..4 {
-        lockers.push(Arc::new(connect(url, options()).await.locker()));
+        lockers.push(Arc::new(connect(options(url)).await.locker()));
     }
-    let holder = connect(url, options().with_max_connections(16))
+    let holder = connect(options(url).with_max_connections(16))
         .await
         .locker();
     Tiers::new(full)

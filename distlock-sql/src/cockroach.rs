@@ -14,10 +14,12 @@
 //! - waiters poll (the core's backoff, capped by the holder's expiry);
 //! - names sort by bytes already: no `COLLATE "C"`; no `MATERIALIZED` hints.
 
+use crate::dialect::Dialect;
 use crate::postgres::Flavour;
 
 /// The CockroachDB flavour of the PostgreSQL statements.
 pub(crate) const COCKROACH: Flavour = Flavour {
+    dialect: Dialect::Cockroach,
     collate: "",
     materialized: "",
     notify: false,
@@ -27,7 +29,7 @@ pub(crate) const COCKROACH: Flavour = Flavour {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dialect::TableName;
+    use crate::layout::TableName;
     use crate::postgres::{POSTGRES, PgSql};
 
     fn sql() -> PgSql {
@@ -93,7 +95,7 @@ mod tests {
                 &*s.info,
                 &*s.read,
                 &*s.list,
-                &*s.expire,
+                &*s.evict,
                 &*s.job_lock,
                 &*s.job_unlock,
                 &*s.job_enable,

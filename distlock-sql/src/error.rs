@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use distlock_core::Error;
+use distlock_core::{Backoff, Error, redact_url};
 
 /// SQLSTATE of a serialization failure (PostgreSQL under `SERIALIZABLE`,
 /// CockroachDB always, MySQL/MariaDB deadlocks).
@@ -151,6 +151,98 @@ pub(crate) fn map(op: Op, resource: &str, error: impl Into<Fail>) -> Error {
     }
 }
 
+// ---- connecting -----------------------------------------------------------
+
+/// An [`InvalidUrl`](Error::InvalidUrl) error about `url` (password hidden).
+pub(crate) fn invalid(url: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidUrl {
+        url: redact_url(url),
+        reason: reason.into(),
+    }
+}
+
+/// A failure to open the pool, by meaning: a bad option is
+/// [`InvalidUrl`](Error::InvalidUrl), a refusal by the server
+/// [`Store`](Error::Store), anything else [`Unavailable`](Error::Unavailable).
+pub(crate) fn connect_error(url: &str, backend: &'static str, error: sqlx::Error) -> Error {
+    match error {
+        sqlx::Error::Configuration(e) => invalid(url, e.to_string()),
+        sqlx::Error::Database(db) => Error::store(backend, db.to_string()),
+        other => Error::unavailable(backend, other),
+    }
+}
+
+/// A connection to `endpoint` that could not be opened: the cause as the
+/// client saw it (`Connection refused`, a TLS or login failure, no answer).
+/// Names the server, never the user's password.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {endpoint}")]
+pub struct ConnectError {
+    /// `host:port` or the socket path.
+    pub endpoint: String,
+    /// The client's error.
+    #[source]
+    pub source: sqlx::Error,
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+/// A connect error naming the server: a refused or broken connection (or no
+/// answer) is [`Unavailable`](Error::Unavailable), a login or database the
+/// server refused is [`Store`](Error::Store), a bad option is
+/// [`InvalidUrl`](Error::InvalidUrl).
+pub(crate) fn connect_error_at(
+    url: &str,
+    backend: &'static str,
+    endpoint: &str,
+    error: sqlx::Error,
+) -> Error {
+    let error = ConnectError {
+        endpoint: endpoint.to_owned(),
+        source: error,
+    };
+    match &error.source {
+        sqlx::Error::Configuration(e) => invalid(url, format!("{}: {e}", error.endpoint)),
+        sqlx::Error::Database(_) => Error::store(backend, error),
+        _ => Error::unavailable(backend, error),
+    }
+}
+
+/// `host:port`, the IPv6 host in brackets.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// The server a failed call was for, with the client's error as the source:
+/// what [`Unavailable`](Error::Unavailable) errors of a store call carry.
+#[derive(Debug, thiserror::Error)]
+#[error("server {endpoint}")]
+pub(crate) struct AtEndpoint {
+    /// `host:port`, the socket path, or the SQLite file.
+    pub(crate) endpoint: String,
+    #[source]
+    pub(crate) source: distlock_core::BoxError,
+}
+
+/// An [`Unavailable`](Error::Unavailable) error names the server it could
+/// not reach; other errors pass unchanged.
+pub(crate) fn at_endpoint(error: Error, endpoint: &str) -> Error {
+    match error {
+        Error::Unavailable { backend, source } => Error::Unavailable {
+            backend,
+            source: Box::new(AtEndpoint {
+                endpoint: endpoint.to_owned(),
+                source,
+            }),
+        },
+        other => other,
+    }
+}
+
 /// Retries of serialization failures (SQLSTATE 40001): exponential backoff with
 /// jitter, bounded in count. Shared by every dialect (CockroachDB needs it on any
 /// contention; PostgreSQL under `SERIALIZABLE`; MySQL deadlocks use the same code).
@@ -158,7 +250,7 @@ pub(crate) fn map(op: Op, resource: &str, error: impl Into<Fail>) -> Error {
 pub(crate) struct Retry {
     /// Attempts in all (the first plus retries).
     pub(crate) attempts: u32,
-    /// First pause; doubled each time, drawn from [half, full].
+    /// First pause of the jittered [`Backoff`]; doubled each time.
     pub(crate) first_pause: Duration,
     /// Longest pause.
     pub(crate) max_pause: Duration,
@@ -185,7 +277,7 @@ impl Retry {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Fail>>,
     {
-        let mut pause = self.first_pause;
+        let mut backoff = Backoff::new(self.first_pause, self.max_pause);
         let mut tries = 1;
         loop {
             match attempt().await {
@@ -193,10 +285,7 @@ impl Retry {
                     tries += 1;
                     self.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%error, tries, "serialization conflict; retrying");
-                    let nanos = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
-                    let jittered = Duration::from_nanos(nanos / 2 + fastrand::u64(0..=nanos / 2));
-                    tokio::time::sleep(jittered).await;
-                    pause = (pause * 2).min(self.max_pause);
+                    tokio::time::sleep(backoff.next_pause()).await;
                 }
                 other => return other,
             }
@@ -205,5 +294,49 @@ impl Retry {
 
     pub(crate) fn count(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_name_the_server_not_the_password() {
+        let refused = sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused",
+        ));
+        let err = connect_error_at("postgres://u:hunter2@h:1/db", "postgres", "h:1", refused);
+        assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(cause) = source {
+            text.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        assert!(text.contains("h:1") && text.contains("refused"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        // The message names the server; the cause is the source, not repeated.
+        let Error::Unavailable { source, .. } = &err else {
+            unreachable!()
+        };
+        assert_eq!(source.to_string(), "cannot connect to h:1");
+        assert_eq!(host_port("::1", 5432), "[::1]:5432");
+        assert_eq!(host_port("db", 5432), "db:5432");
+    }
+
+    #[test]
+    fn unavailable_errors_name_the_server_and_keep_the_cause() {
+        let err = at_endpoint(Error::unavailable("mysql", "pool timed out"), "db:3306");
+        let Error::Unavailable { source, .. } = &err else {
+            unreachable!()
+        };
+        assert_eq!(source.to_string(), "server db:3306");
+        let cause = source.source().map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("pool timed out"));
+        // Other errors pass unchanged.
+        let err = at_endpoint(Error::store("mysql", "denied"), "db:3306");
+        assert!(matches!(err, Error::Store { .. }));
     }
 }

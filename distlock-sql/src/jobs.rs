@@ -1,4 +1,4 @@
-//! Job locks (seed 002): "one execution of a job at a time across the
+//! Job locks: "one execution of a job at a time across the
 //! instances of a component", with an operator switch to disable a job.
 //!
 //! A job is named by its component (`component`, e.g. `"billing"`) and its name
@@ -26,38 +26,14 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use distlock_core::Error;
 
-use crate::store::{Backend, SqlStore, micros_to_time};
+pub use crate::rows::JobKey;
+use crate::rows::JobState;
+use crate::store::SqlStore;
 
 /// Longest component, job or id name, in bytes.
 pub const MAX_JOB_NAME_LEN: usize = 255;
 /// Longest `max_duration` of a job lock.
 pub const MAX_JOB_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
-
-/// The four names of a job lock request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct JobKey<'a> {
-    /// The component (service) name, shared by all its instances.
-    pub component: &'a str,
-    /// This instance of the component.
-    pub component_id: &'a str,
-    /// The job's name.
-    pub job: &'a str,
-    /// This run of the job.
-    pub job_id: &'a str,
-}
-
-impl<'a> JobKey<'a> {
-    /// A key from the four names.
-    pub fn new(component: &'a str, component_id: &'a str, job: &'a str, job_id: &'a str) -> Self {
-        JobKey {
-            component,
-            component_id,
-            job,
-            job_id,
-        }
-    }
-}
 
 /// A granted job lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,7 +132,7 @@ pub trait JobStore: fmt::Debug + Send + Sync {
     async fn job_status(&self, component: &str, job: &str) -> Result<JobStatus, JobError>;
 }
 
-/// The job lock API of seed 002 over any [`JobStore`]: validates names and
+/// The job lock API over any [`JobStore`]: validates names and
 /// durations, then makes one store call.
 ///
 /// ```no_run
@@ -290,141 +266,6 @@ fn validate_name(what: &'static str, name: &str) -> Result<(), Error> {
 
 // ---- the SQL store's side -------------------------------------------------
 
-/// A job row as read under lock (MySQL, SQLite).
-#[derive(Debug, Clone)]
-pub(crate) struct JobRow {
-    pub(crate) enabled: bool,
-    pub(crate) component_id: Option<String>,
-    pub(crate) job_id: Option<String>,
-    pub(crate) token: i64,
-    pub(crate) expires_us: i64,
-}
-
-/// The job's state before the call, holder only while unexpired.
-#[derive(Debug, Clone)]
-pub(crate) struct JobState {
-    pub(crate) enabled: bool,
-    pub(crate) holder: Option<(String, String, SystemTime)>,
-}
-
-/// What one job call found and did.
-#[derive(Debug, Clone)]
-pub(crate) struct JobOutcome {
-    /// Set when the call locked (or unlocked) the job.
-    pub(crate) token: Option<u64>,
-    pub(crate) expires_at: Option<SystemTime>,
-    /// The state before the call (`None`: no row).
-    pub(crate) state: Option<JobState>,
-}
-
-/// Values to write back to a job row.
-#[derive(Debug)]
-pub(crate) struct JobWrite {
-    pub(crate) component_id: Option<String>,
-    pub(crate) job_id: Option<String>,
-    pub(crate) token: i64,
-    pub(crate) locked_us: i64,
-    pub(crate) expires_us: i64,
-}
-
-impl JobOutcome {
-    pub(crate) fn status(row: Option<&JobRow>, now_us: i64) -> Self {
-        JobOutcome {
-            token: None,
-            expires_at: None,
-            state: row.map(|r| state_of(r, now_us)),
-        }
-    }
-}
-
-fn state_of(row: &JobRow, now_us: i64) -> JobState {
-    JobState {
-        enabled: row.enabled,
-        holder: match (&row.component_id, &row.job_id) {
-            (Some(c), Some(j)) if row.expires_us > now_us => {
-                Some((c.clone(), j.clone(), micros_to_time(row.expires_us)))
-            }
-            _ => None,
-        },
-    }
-}
-
-fn owns(row: &JobRow, key: &JobKey<'_>) -> bool {
-    row.component_id.as_deref() == Some(key.component_id)
-        && row.job_id.as_deref() == Some(key.job_id)
-}
-
-pub(crate) fn decide_lock(
-    row: Option<&JobRow>,
-    key: &JobKey<'_>,
-    now_us: i64,
-    max_us: i64,
-) -> (JobOutcome, Option<JobWrite>) {
-    let state = row.map(|r| state_of(r, now_us));
-    let refused = JobOutcome {
-        token: None,
-        expires_at: None,
-        state: state.clone(),
-    };
-    if let Some(row) = row {
-        if !row.enabled {
-            return (refused, None);
-        }
-        let live = row.component_id.is_some() && row.expires_us > now_us;
-        if live && !owns(row, key) {
-            return (refused, None);
-        }
-    }
-    let token = row.map_or(0, |r| r.token).saturating_add(1);
-    let expires_us = now_us.saturating_add(max_us);
-    (
-        JobOutcome {
-            token: Some(u64::try_from(token).unwrap_or(0)),
-            expires_at: Some(micros_to_time(expires_us)),
-            state,
-        },
-        Some(JobWrite {
-            component_id: Some(key.component_id.to_owned()),
-            job_id: Some(key.job_id.to_owned()),
-            token,
-            locked_us: now_us,
-            expires_us,
-        }),
-    )
-}
-
-pub(crate) fn decide_unlock(
-    row: Option<&JobRow>,
-    key: &JobKey<'_>,
-    now_us: i64,
-) -> (JobOutcome, Option<JobWrite>) {
-    let state = row.map(|r| state_of(r, now_us));
-    match row {
-        Some(row) if owns(row, key) => (
-            JobOutcome {
-                token: Some(u64::try_from(row.token).unwrap_or(0)),
-                expires_at: None,
-                state,
-            },
-            Some(JobWrite {
-                component_id: None,
-                job_id: None,
-                token: row.token,
-                locked_us: now_us,
-                expires_us: now_us,
-            }),
-        ),
-        _ => (
-            JobOutcome {
-                token: None,
-                expires_at: None,
-                state,
-            },
-            None,
-        ),
-    }
-}
-
 fn holder_of(state: &JobState) -> Option<JobHolder> {
     state
         .holder
@@ -449,11 +290,12 @@ impl JobStore for SqlStore {
     ) -> Result<JobLease, JobError> {
         let mut last = None;
         for _ in 0..JOB_RACE_RETRIES {
-            let outcome = match &self.inner.backend {
-                Backend::Pg(b) => b.job_lock(job, max_duration).await?,
-                Backend::MySql(b) => b.job_lock(job, max_duration).await?,
-                Backend::Sqlite(b) => b.job_lock(job, max_duration).await?,
-            };
+            let outcome = self
+                .inner
+                .backend
+                .job_lock(job, max_duration)
+                .await
+                .map_err(|e| self.at_endpoint(e))?;
             if let (Some(token), Some(expires_at)) = (outcome.token, outcome.expires_at) {
                 return Ok(JobLease { token, expires_at });
             }
@@ -488,11 +330,12 @@ impl JobStore for SqlStore {
     }
 
     async fn unlock_job(&self, job: &JobKey<'_>) -> Result<(), JobError> {
-        let outcome = match &self.inner.backend {
-            Backend::Pg(b) => b.job_unlock(job).await?,
-            Backend::MySql(b) => b.job_unlock(job).await?,
-            Backend::Sqlite(b) => b.job_unlock(job).await?,
-        };
+        let outcome = self
+            .inner
+            .backend
+            .job_unlock(job)
+            .await
+            .map_err(|e| self.at_endpoint(e))?;
         if outcome.token.is_some() {
             return Ok(());
         }
@@ -512,20 +355,20 @@ impl JobStore for SqlStore {
         job: &str,
         enabled: bool,
     ) -> Result<(), JobError> {
-        match &self.inner.backend {
-            Backend::Pg(b) => b.job_enable(component, job, enabled).await?,
-            Backend::MySql(b) => b.job_enable(component, job, enabled).await?,
-            Backend::Sqlite(b) => b.job_enable(component, job, enabled).await?,
-        }
+        self.inner
+            .backend
+            .job_enable(component, job, enabled)
+            .await?;
         Ok(())
     }
 
     async fn job_status(&self, component: &str, job: &str) -> Result<JobStatus, JobError> {
-        let outcome = match &self.inner.backend {
-            Backend::Pg(b) => b.job_status(component, job).await?,
-            Backend::MySql(b) => b.job_status(component, job).await?,
-            Backend::Sqlite(b) => b.job_status(component, job).await?,
-        };
+        let outcome = self
+            .inner
+            .backend
+            .job_status(component, job)
+            .await
+            .map_err(|e| self.at_endpoint(e))?;
         Ok(match outcome.state {
             Some(state) => JobStatus {
                 enabled: state.enabled,
@@ -536,57 +379,5 @@ impl JobStore for SqlStore {
                 holder: None,
             },
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn row(enabled: bool, owner: Option<(&str, &str)>, token: i64, expires_us: i64) -> JobRow {
-        JobRow {
-            enabled,
-            component_id: owner.map(|o| o.0.to_owned()),
-            job_id: owner.map(|o| o.1.to_owned()),
-            token,
-            expires_us,
-        }
-    }
-
-    #[test]
-    fn lock_rules() {
-        let key = JobKey::new("c", "me", "j", "run");
-        // New job, free job, expired lock, own lock: granted with a bigger token.
-        for (r, token) in [
-            (None, 1),
-            (Some(row(true, None, 4, 0)), 5),
-            (Some(row(true, Some(("other", "x")), 6, 99)), 7),
-            (Some(row(true, Some(("me", "run")), 8, 1_000)), 9),
-        ] {
-            let (out, write) = decide_lock(r.as_ref(), &key, 100, 50);
-            assert_eq!(out.token, Some(token));
-            assert_eq!(write.map(|w| w.expires_us), Some(150));
-        }
-        // Disabled, or held by another instance or another run: refused.
-        for r in [
-            row(false, None, 1, 0),
-            row(true, Some(("other", "run")), 1, 1_000),
-            row(true, Some(("me", "other-run")), 1, 1_000),
-        ] {
-            let (out, write) = decide_lock(Some(&r), &key, 100, 50);
-            assert!(out.token.is_none() && write.is_none());
-        }
-    }
-
-    #[test]
-    fn unlock_rules() {
-        let key = JobKey::new("c", "me", "j", "run");
-        let (out, write) =
-            decide_unlock(Some(&row(false, Some(("me", "run")), 3, 1_000)), &key, 100);
-        assert_eq!(out.token, Some(3), "unlock works while disabled");
-        assert!(write.is_some_and(|w| w.component_id.is_none()));
-        let (out, write) = decide_unlock(Some(&row(true, Some(("x", "y")), 3, 1_000)), &key, 100);
-        assert!(out.token.is_none() && write.is_none());
-        assert!(out.state.and_then(|s| s.holder).is_some());
     }
 }

@@ -1,13 +1,13 @@
 //! The SQL backend of distlock: a lock table in PostgreSQL, CockroachDB,
-//! MySQL/MariaDB or SQLite (through sqlx), plus job locks (seed 002).
+//! MySQL/MariaDB or SQLite (through sqlx), plus job locks ([`JobLocks`]).
 //!
 //! ```no_run
 //! use distlock_core::{Handler, LockOptions};
 //! use distlock_sql::SqlStore;
 //!
 //! # async fn demo() -> distlock_core::Result<()> {
+//! // Creates the lock tables if missing (idempotent; `?migrate=false` skips it).
 //! let store = SqlStore::connect("postgres://app@db.internal/app").await?;
-//! store.migrate().await?; // once per database; idempotent
 //! let locker = store.locker();
 //! if let Some(lock) = locker.try_lock("invoice/42", &LockOptions::new()).await? {
 //!     // … write, presenting lock.token() …
@@ -16,9 +16,24 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Connecting
+//! [`SqlStore::connect`] takes a URL; [`SqlConfig::from_url`] reads the same
+//! URL into a config to adjust before [`SqlStore::connect_with`], and
+//! [`SqlConfig::from_env`] reads it from `DISTLOCK_SQL_URL`. The URL query
+//! options are listed on [`SqlConfig`]. [`SqlConnector`] serves the same
+//! schemes through a [`Registry`](distlock_core::Registry), doing exactly
+//! what [`SqlStore::connect`] does.
+//!
+//! # Cargo features
+//! One per dialect: `postgres`, `mysql`, `sqlite` and `cockroach` (which
+//! implies `postgres`); all four by default. Each enables only its sqlx
+//! driver, so a PostgreSQL-only build compiles no MySQL or SQLite driver. A
+//! URL of a dialect left out is refused as
+//! [`InvalidUrl`](distlock_core::Error::InvalidUrl) naming the feature.
+//!
 //! # Schema (one design for every dialect)
-//! [`SqlStore::migrate`] creates, for a base name `NAME` (default `distlock`,
-//! see [`TableName`]):
+//! [`SqlStore::migrate`] (run by `connect` unless `?migrate=false`) creates,
+//! for a base name `NAME` (default `distlock`, see [`TableName`]):
 //!
 //! - `NAME (resource, slot, permits, token, lease_key, owner, data,
 //!   acquired_us, expires_us)`, primary key `(resource, slot)`: one row per
@@ -53,6 +68,10 @@
 //!   the token and slot rows). Five round trips for a grant, three for "held".
 //! - SQLite: one `BEGIN IMMEDIATE` transaction (one writer per file), in process.
 //!
+//! An operator's force release ([`Store::evict`](distlock_core::Store::evict))
+//! ends every live lease of a resource in one statement and keeps its token
+//! row, so the next grant's token is higher.
+//!
 //! Release and refresh compare the lease key and the expiry in their `WHERE`,
 //! so a stale or wrong key never ends or extends someone else's lease, and an
 //! expired lease is never revived. Refresh renews **all** leases a locker holds
@@ -72,24 +91,47 @@
 //! (the core releases the key of an acquire in the background). Serialization
 //! conflicts beyond the retries: `Unavailable`. Missing tables, permissions:
 //! [`Store`](distlock_core::Error::Store), saying to call `migrate()`.
-//! Passwords never appear in errors or `Debug`.
+//! `Unavailable` errors name the server (`host:port`, socket or file) and keep
+//! the client's error as their source. Passwords never appear in errors or
+//! `Debug`.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]
+// Without any dialect feature the crate compiles, but serves no URL.
+#![cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code, unused_imports)
+)]
 
+// Layers (each imports only the ones above it): `layout`, `rows`, `error`;
+// `dialect` (the `SqlBackend` trait); `txn` and the dialect modules;
+// `store`, `jobs`; `connect`.
+#[cfg(feature = "cockroach")]
 mod cockroach;
+mod config;
 mod connect;
 mod dialect;
 mod error;
 pub mod jobs;
+mod layout;
+#[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "postgres")]
 mod notify;
+#[cfg(feature = "postgres")]
 mod postgres;
+mod rows;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 mod store;
+#[cfg(any(feature = "mysql", feature = "sqlite"))]
+mod txn;
 
-pub use connect::{
-    COCKROACH_PORT, ConnectError, SCHEMES, SqlConnector, SqlOptions, mysql_pool_options,
-};
-pub use dialect::{DEFAULT_TABLE, Dialect, MAX_TABLE_LEN, TableName};
+pub use config::{COCKROACH_PORT, SCHEMES, SqlConfig, URL_ENV};
+pub use connect::SqlConnector;
+#[cfg(feature = "mysql")]
+pub use connect::mysql_pool_options;
+pub use dialect::Dialect;
+pub use error::ConnectError;
 pub use jobs::{JobError, JobHolder, JobKey, JobLease, JobLocks, JobStatus, JobStore};
+pub use layout::{DEFAULT_TABLE, MAX_TABLE_LEN, TableName};
 pub use store::{DEFAULT_CALL_TIMEOUT, MIN_TTL, SqlLocker, SqlStore};

@@ -32,21 +32,33 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use distlock_core::{Acquired, Grant, Holder, Info, LeaseKey, RefreshRequest, Refreshed, Result};
-use sqlx::mysql::{MySqlPool, MySqlRow};
+use distlock_core::{
+    AcquireRequest, Acquired, Holder, Info, LeaseKey, RefreshRequest, Refreshed, Result,
+};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlRow};
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::dialect::{TableName, json_string, like_prefix};
-use crate::error::{Fail, Op, Retry, map};
-use crate::jobs::{JobKey, JobOutcome, JobRow, decide_lock, decide_unlock};
-use crate::store::{Decision, SlotRow, decide, micros_to_time, outcomes, ttl_micros};
+use crate::dialect::{Dialect, SqlBackend};
+use crate::error::{Fail, Op, Retry, host_port, map};
+use crate::layout::{TableName, like_prefix, refresh_json};
+use crate::rows::{JobKey, JobOutcome, JobRow, JobWrite, SlotRow, micros_to_time, outcomes};
+use crate::txn::{self, LockingTx, SlotWrite, Slots, Tx};
 
 /// The server's real clock in microseconds since the Unix epoch. Sessions
 /// run with `time_zone = '+00:00'`, so the conversion has no DST gap.
 pub(crate) const NOW_US: &str = "CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED)";
 
 const BACKEND: &str = "mysql";
+
+/// `host:port` (or the socket path) of a MySQL connection.
+pub(crate) fn endpoint(connect: &MySqlConnectOptions) -> String {
+    match connect.get_socket() {
+        Some(path) => path.display().to_string(),
+        None => host_port(connect.get_host(), connect.get_port()),
+    }
+}
 
 /// Every statement of one table.
 #[derive(Debug)]
@@ -63,7 +75,7 @@ pub(crate) struct MySql {
     pub(crate) info: Arc<str>,
     pub(crate) read: Arc<str>,
     pub(crate) list: Arc<str>,
-    pub(crate) expire: Arc<str>,
+    pub(crate) evict: Arc<str>,
     pub(crate) job_create: Arc<str>,
     pub(crate) job_read: Arc<str>,
     pub(crate) job_write: Arc<str>,
@@ -90,7 +102,7 @@ impl MySql {
             ("info", self.info.to_string()),
             ("read", self.read.to_string()),
             ("list", self.list.to_string()),
-            ("expire", self.expire.to_string()),
+            ("evict", self.evict.to_string()),
             ("job_create", self.job_create.to_string()),
             ("job_read", self.job_read.to_string()),
             ("job_write", self.job_write.to_string()),
@@ -195,9 +207,9 @@ impl MySql {
                  ORDER BY resource"
             )
             .into(),
-            expire: format!(
-                "UPDATE {t} SET lease_key = NULL, expires_us = {now}\n\
-                 WHERE resource = ? AND lease_key IS NOT NULL"
+            evict: format!(
+                "UPDATE {t} SET lease_key = NULL, owner = '', data = '', expires_us = {now}\n\
+                 WHERE resource = ? AND {live}"
             )
             .into(),
             job_create: format!("INSERT IGNORE INTO {jobs} (component, job) VALUES (?, ?)").into(),
@@ -238,17 +250,138 @@ pub(crate) struct MyBackend {
     pub(crate) retry: Retry,
 }
 
-enum Step {
-    Done(Acquired),
-    Mismatch(u32),
-}
-
 impl MyBackend {
     /// A pooled connection; failing here means nothing was sent.
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::MySql>, Fail> {
         self.pool.acquire().await.map_err(Fail::Connect)
     }
-    pub(crate) async fn migrate(&self) -> Result<()> {
+}
+
+#[async_trait]
+impl LockingTx for MyBackend {
+    type Db = sqlx::MySql;
+    const BACKEND: &'static str = BACKEND;
+    const BEGIN: Option<&'static str> = None;
+
+    fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    fn retry(&self) -> &Retry {
+        &self.retry
+    }
+
+    async fn read_slots(&self, tx: &mut Tx<Self>, resource: &str) -> Result<Slots, sqlx::Error> {
+        let mut rows = sqlx::query(q(&self.sql.read_slots))
+            .bind(resource)
+            .fetch_all(&mut **tx)
+            .await?;
+        if rows.is_empty() {
+            // No token row yet: create it, then lock it like any other.
+            sqlx::query(q(&self.sql.create_tokens))
+                .bind(resource)
+                .execute(&mut **tx)
+                .await?;
+            rows = sqlx::query(q(&self.sql.read_slots))
+                .bind(resource)
+                .fetch_all(&mut **tx)
+                .await?;
+        }
+        decode_slots(&rows)
+    }
+
+    async fn write_grant(
+        &self,
+        tx: &mut Tx<Self>,
+        grant: &SlotWrite<'_>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(q(&self.sql.write_slot))
+            .bind(grant.resource)
+            .bind(grant.slot)
+            .bind(i32::try_from(grant.permits).unwrap_or(i32::MAX))
+            .bind(grant.token)
+            .bind(grant.key)
+            .bind(grant.owner)
+            .bind(grant.data)
+            .bind(grant.acquired_us)
+            .bind(grant.expires_us)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(q(&self.sql.write_token))
+            .bind(grant.token)
+            .bind(grant.resource)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn read_job(
+        &self,
+        tx: &mut Tx<Self>,
+        job: &JobKey<'_>,
+        create: bool,
+    ) -> Result<(Option<JobRow>, i64), sqlx::Error> {
+        if create {
+            sqlx::query(q(&self.sql.job_create))
+                .bind(job.component)
+                .bind(job.job)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let row = sqlx::query(q(&self.sql.job_read))
+            .bind(job.component)
+            .bind(job.job)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match &row {
+            Some(row) => decode_job(row).map(|(r, now)| (Some(r), now)),
+            None => Ok((None, 0)),
+        }
+    }
+
+    async fn write_job(
+        &self,
+        tx: &mut Tx<Self>,
+        job: &JobKey<'_>,
+        w: &JobWrite,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(q(&self.sql.job_write))
+            .bind(w.component_id.as_deref())
+            .bind(w.job_id.as_deref())
+            .bind(w.token)
+            .bind(w.locked_us)
+            .bind(w.expires_us)
+            .bind(job.component)
+            .bind(job.job)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SqlBackend for MyBackend {
+    fn dialect(&self) -> Dialect {
+        Dialect::MySql
+    }
+
+    fn statements(&self) -> Vec<(&'static str, String)> {
+        self.sql.named()
+    }
+
+    fn serialization_retries(&self) -> u64 {
+        self.retry.count()
+    }
+
+    fn endpoint(&self) -> String {
+        endpoint(&self.pool.connect_options())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<()> {
         let op = Op::write(BACKEND, "migrate");
         let run = async {
             let mut conn = self.pool.acquire().await?;
@@ -277,88 +410,19 @@ impl MyBackend {
         run.await.map_err(|e| map(op, "", e))
     }
 
-    pub(crate) async fn acquire(
-        &self,
-        resource: &str,
-        key: LeaseKey,
-        ttl: Duration,
-        permits: u32,
-        owner: &str,
-        data: &Bytes,
-    ) -> Result<Acquired> {
-        let op = Op::write(BACKEND, "acquire");
-        let key = key.as_u128().to_be_bytes();
-        let ttl_us = ttl_micros(ttl);
-        let step = self
-            .retry
-            .run(|| async {
-                let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                let mut rows = sqlx::query(q(&self.sql.read_slots))
-                    .bind(resource)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                if rows.is_empty() {
-                    sqlx::query(q(&self.sql.create_tokens))
-                        .bind(resource)
-                        .execute(&mut *tx)
-                        .await?;
-                    rows = sqlx::query(q(&self.sql.read_slots))
-                        .bind(resource)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                }
-                let (slots, last_token, now_us) = decode_slots(&rows)?;
-                match decide(&slots, permits, now_us) {
-                    Decision::Grant { slot } => {
-                        let token = last_token + 1;
-                        let expires = now_us.saturating_add(ttl_us);
-                        sqlx::query(q(&self.sql.write_slot))
-                            .bind(resource)
-                            .bind(slot)
-                            .bind(i32::try_from(permits).unwrap_or(i32::MAX))
-                            .bind(token)
-                            .bind(&key[..])
-                            .bind(owner)
-                            .bind(&data[..])
-                            .bind(now_us)
-                            .bind(expires)
-                            .execute(&mut *tx)
-                            .await?;
-                        sqlx::query(q(&self.sql.write_token))
-                            .bind(token)
-                            .bind(resource)
-                            .execute(&mut *tx)
-                            .await?;
-                        tx.commit().await?;
-                        Ok(Step::Done(Acquired::Granted(Grant::new(
-                            u64::try_from(token).unwrap_or(0),
-                            micros_to_time(expires),
-                        ))))
-                    }
-                    Decision::Mismatch { existing } => {
-                        tx.rollback().await?;
-                        Ok(Step::Mismatch(existing))
-                    }
-                    Decision::Held { retry_after } => {
-                        tx.rollback().await?;
-                        Ok(Step::Done(Acquired::Held { retry_after }))
-                    }
-                }
-            })
-            .await
-            .map_err(|e| map(op, resource, e))?;
-        match step {
-            Step::Done(answer) => Ok(answer),
-            Step::Mismatch(existing) => Err(distlock_core::Error::SizeMismatch {
-                resource: resource.to_owned(),
-                requested: permits,
-                existing,
-            }),
-        }
+    async fn acquire(&self, request: &AcquireRequest<'_>) -> Result<Acquired> {
+        txn::acquire(self, request).await
     }
 
-    pub(crate) async fn release(&self, resource: &str, key: LeaseKey) -> Result<bool> {
+    async fn job_lock(&self, job: &JobKey<'_>, max: Duration) -> Result<JobOutcome> {
+        txn::job_change(self, job, Some(max)).await
+    }
+
+    async fn job_unlock(&self, job: &JobKey<'_>) -> Result<JobOutcome> {
+        txn::job_change(self, job, None).await
+    }
+
+    async fn release(&self, resource: &str, key: LeaseKey) -> Result<bool> {
         let op = Op::write(BACKEND, "release");
         let key = key.as_u128().to_be_bytes();
         let done = self
@@ -377,7 +441,7 @@ impl MyBackend {
         Ok(done.rows_affected() > 0)
     }
 
-    pub(crate) async fn refresh(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
+    async fn refresh(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
         let op = Op::write(BACKEND, "refresh");
         let label = leases.first().map_or("", |l| l.resource);
         let json = refresh_json(leases);
@@ -409,7 +473,7 @@ impl MyBackend {
         })
     }
 
-    pub(crate) async fn info(&self, resource: &str) -> Result<Option<Info>> {
+    async fn info(&self, resource: &str) -> Result<Option<Info>> {
         let op = Op::read(BACKEND, "info");
         let rows = sqlx::query(q(&self.sql.info))
             .bind(resource)
@@ -426,7 +490,7 @@ impl MyBackend {
         Ok((!holders.is_empty()).then(|| Info::new(resource, permits, holders)))
     }
 
-    pub(crate) async fn read(&self, resource: &str) -> Result<Option<Bytes>> {
+    async fn read(&self, resource: &str) -> Result<Option<Bytes>> {
         let op = Op::read(BACKEND, "read");
         let data: Option<Vec<u8>> = sqlx::query_scalar(q(&self.sql.read))
             .bind(resource)
@@ -436,7 +500,7 @@ impl MyBackend {
         Ok(data.map(Bytes::from))
     }
 
-    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let op = Op::read(BACKEND, "list");
         // VARBINARY (exact, byte-ordered names) comes back as bytes.
         let names: Vec<Vec<u8>> = sqlx::query_scalar(q(&self.sql.list))
@@ -454,12 +518,12 @@ impl MyBackend {
             .collect()
     }
 
-    pub(crate) async fn expire(&self, resource: &str) -> Result<u64> {
-        let op = Op::write(BACKEND, "expire");
+    async fn evict(&self, resource: &str) -> Result<u64> {
+        let op = Op::write(BACKEND, "evict");
         self.retry
             .run(|| async {
                 let mut conn = self.conn().await?;
-                sqlx::query(q(&self.sql.expire))
+                sqlx::query(q(&self.sql.evict))
                     .bind(resource)
                     .execute(&mut *conn)
                     .await
@@ -470,73 +534,7 @@ impl MyBackend {
             .map_err(|e| map(op, resource, e))
     }
 
-    /// Lock (`Some(max)`) or unlock (`None`) a job in one transaction.
-    async fn job_change(&self, job: &JobKey<'_>, max: Option<Duration>) -> Result<JobOutcome> {
-        let op = Op::write(
-            BACKEND,
-            if max.is_some() {
-                "job lock"
-            } else {
-                "job unlock"
-            },
-        );
-        self.retry
-            .run(|| async {
-                let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-                if max.is_some() {
-                    sqlx::query(q(&self.sql.job_create))
-                        .bind(job.component)
-                        .bind(job.job)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let row = sqlx::query(q(&self.sql.job_read))
-                    .bind(job.component)
-                    .bind(job.job)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let (current, now_us) = match &row {
-                    Some(row) => {
-                        let (r, n) = decode_job(row)?;
-                        (Some(r), n)
-                    }
-                    None => (None, 0),
-                };
-                let (outcome, write) = match max {
-                    Some(max) => decide_lock(current.as_ref(), job, now_us, ttl_micros(max)),
-                    None => decide_unlock(current.as_ref(), job, now_us),
-                };
-                if let Some(w) = write {
-                    sqlx::query(q(&self.sql.job_write))
-                        .bind(w.component_id)
-                        .bind(w.job_id)
-                        .bind(w.token)
-                        .bind(w.locked_us)
-                        .bind(w.expires_us)
-                        .bind(job.component)
-                        .bind(job.job)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                } else {
-                    tx.rollback().await?;
-                }
-                Ok(outcome)
-            })
-            .await
-            .map_err(|e| map(op, job.job, e))
-    }
-
-    pub(crate) async fn job_lock(&self, job: &JobKey<'_>, max: Duration) -> Result<JobOutcome> {
-        self.job_change(job, Some(max)).await
-    }
-
-    pub(crate) async fn job_unlock(&self, job: &JobKey<'_>) -> Result<JobOutcome> {
-        self.job_change(job, None).await
-    }
-
-    pub(crate) async fn job_enable(&self, component: &str, job: &str, enabled: bool) -> Result<()> {
+    async fn job_enable(&self, component: &str, job: &str, enabled: bool) -> Result<()> {
         let op = Op::write(BACKEND, "job enable");
         self.retry
             .run(|| async {
@@ -554,7 +552,7 @@ impl MyBackend {
             .map_err(|e| map(op, job, e))
     }
 
-    pub(crate) async fn job_status(&self, component: &str, job: &str) -> Result<JobOutcome> {
+    async fn job_status(&self, component: &str, job: &str) -> Result<JobOutcome> {
         let op = Op::read(BACKEND, "job status");
         let row = sqlx::query(q(&self.sql.job_status))
             .bind(component)
@@ -573,27 +571,7 @@ impl MyBackend {
     }
 }
 
-/// `[{"r":resource,"k":hex key,"t":ttl µs},…]` for `JSON_TABLE` / `json_each`.
-pub(crate) fn refresh_json(leases: &[RefreshRequest<'_>]) -> String {
-    let mut json = String::with_capacity(leases.len() * 96 + 2);
-    json.push('[');
-    for (i, lease) in leases.iter().enumerate() {
-        if i > 0 {
-            json.push(',');
-        }
-        json.push_str("{\"r\":");
-        json_string(&mut json, lease.resource);
-        json.push_str(",\"k\":\"");
-        json.push_str(&lease.key.to_hex());
-        json.push_str("\",\"t\":");
-        json.push_str(&ttl_micros(lease.ttl).to_string());
-        json.push('}');
-    }
-    json.push(']');
-    json
-}
-
-fn decode_slots(rows: &[MySqlRow]) -> Result<(Vec<SlotRow>, i64, i64), sqlx::Error> {
+fn decode_slots(rows: &[MySqlRow]) -> Result<Slots, sqlx::Error> {
     let mut slots = Vec::with_capacity(rows.len());
     let mut last_token = 0;
     let mut now_us = 0;
@@ -611,7 +589,11 @@ fn decode_slots(rows: &[MySqlRow]) -> Result<(Vec<SlotRow>, i64, i64), sqlx::Err
             });
         }
     }
-    Ok((slots, last_token, now_us))
+    Ok(Slots {
+        slots,
+        last_token,
+        now_us,
+    })
 }
 
 fn decode_holder(row: &MySqlRow) -> Result<(u32, Holder), sqlx::Error> {

@@ -13,13 +13,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use distlock_core::{Error, Result, Wakeup};
+use distlock_core::{Backoff, Error, Result, Wakeup};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use tokio::sync::{Notify, watch};
 
 /// How long a subscriber waits for the LISTEN connection before the waiter
 /// falls back to polling for this round.
 const CONNECT_WAIT: Duration = Duration::from_secs(3);
+
+/// First and longest pause between attempts to reconnect the LISTEN connection.
+const RECONNECT_FIRST: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub(crate) struct Listener {
@@ -160,7 +164,7 @@ impl Drop for RunGuard {
 
 async fn run(shared: Arc<Shared>) {
     let _guard = RunGuard(shared.clone());
-    let mut pause = Duration::from_millis(50);
+    let mut backoff = Backoff::new(RECONNECT_FIRST, RECONNECT_MAX);
     while !shared.stopped.load(Ordering::Acquire) {
         let connected = async {
             let mut listener = PgListener::connect_with(&shared.pool).await?;
@@ -177,14 +181,13 @@ async fn run(shared: Arc<Shared>) {
                     tracing::debug!(%error, "LISTEN connection failed; retrying");
                     tokio::select! {
                         _ = shared.stop.notified() => break,
-                        _ = tokio::time::sleep(pause) => {}
+                        _ = tokio::time::sleep(backoff.next_pause()) => {}
                     }
-                    pause = (pause * 2).min(Duration::from_secs(5));
                     continue;
                 }
             },
         };
-        pause = Duration::from_millis(50);
+        backoff.reset();
         shared.set_listening(true);
         loop {
             let message = tokio::select! {

@@ -27,15 +27,32 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use distlock_core::{Acquired, Grant, Holder, Info, LeaseKey, RefreshRequest, Refreshed, Result};
-use sqlx::postgres::{PgPool, PgRow};
+use distlock_core::{
+    AcquireRequest, Acquired, Grant, Holder, Info, LeaseKey, RefreshRequest, Refreshed, Result,
+    Wakeup,
+};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgRow};
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::dialect::{Dialect, TableName, like_prefix};
-use crate::error::{Fail, Op, Retry, map};
-use crate::jobs::{JobKey, JobOutcome, JobState};
-use crate::store::{RACE_RETRIES, micros_to_time, ttl_micros};
+use crate::dialect::{Dialect, SqlBackend};
+use crate::error::{Fail, Op, Retry, host_port, map};
+use crate::layout::{TableName, like_prefix};
+use crate::notify::Listener;
+use crate::rows::{JobKey, JobOutcome, JobState, micros_to_time, ttl_micros};
+
+/// `host:port` (or the socket path) of a PostgreSQL connection.
+pub(crate) fn endpoint(connect: &PgConnectOptions) -> String {
+    match connect.get_socket() {
+        Some(path) => path.display().to_string(),
+        None => host_port(connect.get_host(), connect.get_port()),
+    }
+}
+
+/// How often one acquire retries at once after losing a race to a concurrent
+/// grant (the compare-and-set of the token row), before answering "held".
+const RACE_RETRIES: usize = 8;
 
 /// The server's clock in microseconds since the Unix epoch.
 pub(crate) const NOW_US: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::int8";
@@ -50,7 +67,7 @@ pub(crate) struct PgSql {
     pub(crate) info: Arc<str>,
     pub(crate) read: Arc<str>,
     pub(crate) list: Arc<str>,
-    pub(crate) expire: Arc<str>,
+    pub(crate) evict: Arc<str>,
     pub(crate) job_lock: Arc<str>,
     pub(crate) job_unlock: Arc<str>,
     pub(crate) job_enable: Arc<str>,
@@ -72,7 +89,7 @@ impl PgSql {
             ("info", self.info.to_string()),
             ("read", self.read.to_string()),
             ("list", self.list.to_string()),
-            ("expire", self.expire.to_string()),
+            ("evict", self.evict.to_string()),
             ("job_lock", self.job_lock.to_string()),
             ("job_unlock", self.job_unlock.to_string()),
             ("job_enable", self.job_enable.to_string()),
@@ -85,6 +102,8 @@ impl PgSql {
 /// Flavour switches between PostgreSQL and CockroachDB.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Flavour {
+    /// The dialect served.
+    pub(crate) dialect: Dialect,
     /// `COLLATE "C"` on names (PostgreSQL: byte order for `list`; CockroachDB
     /// strings already sort by bytes).
     pub(crate) collate: &'static str,
@@ -97,6 +116,7 @@ pub(crate) struct Flavour {
 }
 
 pub(crate) const POSTGRES: Flavour = Flavour {
+    dialect: Dialect::Postgres,
     collate: " COLLATE \"C\"",
     materialized: " MATERIALIZED",
     notify: true,
@@ -225,10 +245,20 @@ impl PgSql {
             "SELECT DISTINCT resource FROM {t} WHERE resource LIKE $1 ESCAPE '!' AND {live}\n\
              ORDER BY resource"
         );
-        let expire = format!(
-            "UPDATE {t} SET lease_key = NULL, expires_us = {now}\n\
-             WHERE resource = $1 AND lease_key IS NOT NULL"
+        // $1 resource, $2 channel: every live lease, waiters woken as by release.
+        let evicted = format!(
+            "WITH ev AS (\n\
+             \x20 UPDATE {t} SET lease_key = NULL, owner = '', data = ''::BYTEA, expires_us = {now}\n\
+             \x20 WHERE resource = $1 AND {live}\n\
+             \x20 RETURNING resource\n\
+             )\n\
+             SELECT count(*) AS evicted FROM ev"
         );
+        let evict = if flavour.notify {
+            format!("{evicted} WHERE pg_notify($2, ev.resource)::TEXT = ''")
+        } else {
+            evicted
+        };
 
         // $1 component, $2 job, $3 component id, $4 job id, $5 max duration µs
         let job_lock = format!(
@@ -280,7 +310,7 @@ impl PgSql {
             info: info.into(),
             read: read.into(),
             list: list.into(),
-            expire: expire.into(),
+            evict: evict.into(),
             job_lock: job_lock.into(),
             job_unlock: job_unlock.into(),
             job_enable: job_enable.into(),
@@ -303,6 +333,37 @@ pub(crate) struct PgBackend {
     pub(crate) retry: Retry,
     /// NOTIFY channel (the table name); `None` on CockroachDB.
     pub(crate) channel: Option<String>,
+    /// PostgreSQL only: the LISTEN connection that wakes waiters.
+    pub(crate) listener: Option<Listener>,
+}
+
+impl PgBackend {
+    /// A backend of `flavour` ([`POSTGRES`], with push wake-ups, or
+    /// CockroachDB's) over `pool`.
+    pub(crate) fn new(pool: PgPool, flavour: Flavour, table: &TableName) -> Self {
+        let dialect = flavour.dialect;
+        let sql = PgSql::new(table, flavour);
+        let channel = flavour.notify.then(|| table.as_str().to_owned());
+        let listener = channel
+            .as_ref()
+            .map(|channel| Listener::new(pool.clone(), channel.clone()));
+        PgBackend {
+            pool,
+            sql,
+            dialect,
+            retry: Retry::default(),
+            channel,
+            listener,
+        }
+    }
+}
+
+impl Drop for PgBackend {
+    fn drop(&mut self) {
+        if let Some(listener) = &self.listener {
+            listener.stop();
+        }
+    }
 }
 
 enum AcquireRow {
@@ -319,8 +380,45 @@ impl PgBackend {
     fn backend(&self) -> &'static str {
         self.dialect.backend()
     }
+}
 
-    pub(crate) async fn migrate(&self) -> Result<()> {
+#[async_trait]
+impl SqlBackend for PgBackend {
+    fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    fn statements(&self) -> Vec<(&'static str, String)> {
+        self.sql.named()
+    }
+
+    fn serialization_retries(&self) -> u64 {
+        self.retry.count()
+    }
+
+    fn push_wakeup(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    fn endpoint(&self) -> String {
+        endpoint(&self.pool.connect_options())
+    }
+
+    async fn close(&self) {
+        if let Some(listener) = &self.listener {
+            listener.stop();
+        }
+        self.pool.close().await;
+    }
+
+    async fn subscribe(&self, resource: &str) -> Result<Option<Wakeup>> {
+        match &self.listener {
+            Some(listener) => listener.subscribe(resource).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn migrate(&self) -> Result<()> {
         let op = Op::write(self.backend(), "migrate");
         self.retry
             .run(|| async {
@@ -337,15 +435,16 @@ impl PgBackend {
             .map_err(|e| map(op, "", e))
     }
 
-    pub(crate) async fn acquire(
-        &self,
-        resource: &str,
-        key: LeaseKey,
-        ttl: Duration,
-        permits: u32,
-        owner: &str,
-        data: &Bytes,
-    ) -> Result<Acquired> {
+    async fn acquire(&self, request: &AcquireRequest<'_>) -> Result<Acquired> {
+        let AcquireRequest {
+            resource,
+            key,
+            ttl,
+            permits,
+            owner,
+            data,
+            ..
+        } = *request;
         let op = Op::write(self.backend(), "acquire");
         let key = key.as_u128().to_be_bytes();
         let permits_i = i32::try_from(permits).unwrap_or(i32::MAX);
@@ -386,7 +485,7 @@ impl PgBackend {
         })
     }
 
-    pub(crate) async fn release(&self, resource: &str, key: LeaseKey) -> Result<bool> {
+    async fn release(&self, resource: &str, key: LeaseKey) -> Result<bool> {
         let op = Op::write(self.backend(), "release");
         let key = key.as_u128().to_be_bytes();
         let channel = self.channel.as_deref().unwrap_or("");
@@ -409,7 +508,7 @@ impl PgBackend {
         Ok(released > 0)
     }
 
-    pub(crate) async fn refresh(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
+    async fn refresh(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
         let op = Op::write(self.backend(), "refresh");
         let label = leases.first().map_or("", |l| l.resource);
         let resources: Vec<&str> = leases.iter().map(|l| l.resource).collect();
@@ -432,10 +531,10 @@ impl PgBackend {
             })
             .await
             .map_err(|e| map(op, label, e))?;
-        Ok(crate::store::outcomes(leases, &renewed))
+        Ok(crate::rows::outcomes(leases, &renewed))
     }
 
-    pub(crate) async fn info(&self, resource: &str) -> Result<Option<Info>> {
+    async fn info(&self, resource: &str) -> Result<Option<Info>> {
         let op = Op::read(self.backend(), "info");
         let rows = sqlx::query(q(&self.sql.info))
             .bind(resource)
@@ -452,7 +551,7 @@ impl PgBackend {
         Ok((!holders.is_empty()).then(|| Info::new(resource, permits, holders)))
     }
 
-    pub(crate) async fn read(&self, resource: &str) -> Result<Option<Bytes>> {
+    async fn read(&self, resource: &str) -> Result<Option<Bytes>> {
         let op = Op::read(self.backend(), "read");
         let data: Option<Vec<u8>> = sqlx::query_scalar(q(&self.sql.read))
             .bind(resource)
@@ -462,7 +561,7 @@ impl PgBackend {
         Ok(data.map(Bytes::from))
     }
 
-    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let op = Op::read(self.backend(), "list");
         sqlx::query_scalar(q(&self.sql.list))
             .bind(like_prefix(prefix))
@@ -471,23 +570,25 @@ impl PgBackend {
             .map_err(|e| map(op, prefix, e))
     }
 
-    pub(crate) async fn expire(&self, resource: &str) -> Result<u64> {
-        let op = Op::write(self.backend(), "expire");
-        self.retry
+    async fn evict(&self, resource: &str) -> Result<u64> {
+        let op = Op::write(self.backend(), "evict");
+        let evicted: i64 = self
+            .retry
             .run(|| async {
                 let mut conn = self.conn().await?;
-                sqlx::query(q(&self.sql.expire))
-                    .bind(resource)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(Fail::from)
+                let query = sqlx::query_scalar(q(&self.sql.evict)).bind(resource);
+                let query = match &self.channel {
+                    Some(channel) => query.bind(channel.as_str()),
+                    None => query,
+                };
+                query.fetch_one(&mut *conn).await.map_err(Fail::from)
             })
             .await
-            .map(|r| r.rows_affected())
-            .map_err(|e| map(op, resource, e))
+            .map_err(|e| map(op, resource, e))?;
+        Ok(u64::try_from(evicted).unwrap_or(0))
     }
 
-    pub(crate) async fn job_lock(&self, job: &JobKey<'_>, max: Duration) -> Result<JobOutcome> {
+    async fn job_lock(&self, job: &JobKey<'_>, max: Duration) -> Result<JobOutcome> {
         let op = Op::write(self.backend(), "job lock");
         let row = self
             .retry
@@ -508,7 +609,7 @@ impl PgBackend {
         decode_job(&row).map_err(|e| map(op, job.job, e))
     }
 
-    pub(crate) async fn job_unlock(&self, job: &JobKey<'_>) -> Result<JobOutcome> {
+    async fn job_unlock(&self, job: &JobKey<'_>) -> Result<JobOutcome> {
         let op = Op::write(self.backend(), "job unlock");
         let row = self
             .retry
@@ -528,7 +629,7 @@ impl PgBackend {
         decode_job(&row).map_err(|e| map(op, job.job, e))
     }
 
-    pub(crate) async fn job_enable(&self, component: &str, job: &str, enabled: bool) -> Result<()> {
+    async fn job_enable(&self, component: &str, job: &str, enabled: bool) -> Result<()> {
         let op = Op::write(self.backend(), "job enable");
         self.retry
             .run(|| async {
@@ -546,7 +647,7 @@ impl PgBackend {
             .map_err(|e| map(op, job, e))
     }
 
-    pub(crate) async fn job_status(&self, component: &str, job: &str) -> Result<JobOutcome> {
+    async fn job_status(&self, component: &str, job: &str) -> Result<JobOutcome> {
         let op = Op::read(self.backend(), "job status");
         let row = sqlx::query(q(&self.sql.job_status))
             .bind(component)

@@ -14,16 +14,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use bytes::Bytes;
-use distlock_core::{Acquired, Grant, Holder, Info, LeaseKey, RefreshRequest, Refreshed, Result};
+use distlock_core::{
+    AcquireRequest, Acquired, Holder, Info, LeaseKey, RefreshRequest, Refreshed, Result,
+};
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::dialect::TableName;
+use crate::dialect::{Dialect, SqlBackend};
 use crate::error::{Fail, Op, Retry, map};
-use crate::jobs::{JobKey, JobOutcome, JobRow, decide_lock, decide_unlock};
-use crate::mysql::refresh_json;
-use crate::store::{Decision, SlotRow, decide, micros_to_time, outcomes, ttl_micros};
+use crate::layout::{TableName, refresh_json};
+use crate::rows::{JobKey, JobOutcome, JobRow, JobWrite, SlotRow, micros_to_time, outcomes};
+use crate::txn::{self, LockingTx, SlotWrite, Slots, Tx};
 
 /// The host clock in microseconds since the Unix epoch (millisecond resolution).
 pub(crate) const NOW_US: &str = "CAST(unixepoch('subsec') * 1000000 AS INTEGER)";
@@ -42,7 +45,7 @@ pub(crate) struct Sqlite {
     pub(crate) info: Arc<str>,
     pub(crate) read: Arc<str>,
     pub(crate) list: Arc<str>,
-    pub(crate) expire: Arc<str>,
+    pub(crate) evict: Arc<str>,
     pub(crate) job_create: Arc<str>,
     pub(crate) job_read: Arc<str>,
     pub(crate) job_write: Arc<str>,
@@ -66,7 +69,7 @@ impl Sqlite {
             ("info", self.info.to_string()),
             ("read", self.read.to_string()),
             ("list", self.list.to_string()),
-            ("expire", self.expire.to_string()),
+            ("evict", self.evict.to_string()),
             ("job_create", self.job_create.to_string()),
             ("job_read", self.job_read.to_string()),
             ("job_write", self.job_write.to_string()),
@@ -168,9 +171,9 @@ impl Sqlite {
                  WHERE substr(resource, 1, length(?1)) = ?1 AND {live} ORDER BY resource"
             )
             .into(),
-            expire: format!(
-                "UPDATE {t} SET lease_key = NULL, expires_us = {now}\n\
-                 WHERE resource = ?1 AND lease_key IS NOT NULL"
+            evict: format!(
+                "UPDATE {t} SET lease_key = NULL, owner = '', data = x'', expires_us = {now}\n\
+                 WHERE resource = ?1 AND {live}"
             )
             .into(),
             job_create: format!("INSERT OR IGNORE INTO {jobs} (component, job) VALUES (?1, ?2)")
@@ -207,17 +210,133 @@ pub(crate) struct LiteBackend {
     pub(crate) retry: Retry,
 }
 
-enum Step {
-    Done(Acquired),
-    Mismatch(u32),
-}
-
 impl LiteBackend {
     /// A pooled connection; failing here means nothing was sent.
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>, Fail> {
         self.pool.acquire().await.map_err(Fail::Connect)
     }
-    pub(crate) async fn migrate(&self) -> Result<()> {
+}
+
+#[async_trait]
+impl LockingTx for LiteBackend {
+    type Db = sqlx::Sqlite;
+    const BACKEND: &'static str = BACKEND;
+    /// Take the write lock first: the reads and writes that follow see and
+    /// change the same state.
+    const BEGIN: Option<&'static str> = Some("BEGIN IMMEDIATE");
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    fn retry(&self) -> &Retry {
+        &self.retry
+    }
+
+    async fn read_slots(&self, tx: &mut Tx<Self>, resource: &str) -> Result<Slots, sqlx::Error> {
+        let rows = sqlx::query(q(&self.sql.read_slots))
+            .bind(resource)
+            .fetch_all(&mut **tx)
+            .await?;
+        decode_slots(&rows)
+    }
+
+    async fn write_grant(
+        &self,
+        tx: &mut Tx<Self>,
+        grant: &SlotWrite<'_>,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(q(&self.sql.write_slot))
+            .bind(grant.resource)
+            .bind(grant.slot)
+            .bind(i64::from(grant.permits))
+            .bind(grant.token)
+            .bind(grant.key)
+            .bind(grant.owner)
+            .bind(grant.data)
+            .bind(grant.acquired_us)
+            .bind(grant.expires_us)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(q(&self.sql.write_token))
+            .bind(grant.resource)
+            .bind(grant.token)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn read_job(
+        &self,
+        tx: &mut Tx<Self>,
+        job: &JobKey<'_>,
+        create: bool,
+    ) -> Result<(Option<JobRow>, i64), sqlx::Error> {
+        if create {
+            sqlx::query(q(&self.sql.job_create))
+                .bind(job.component)
+                .bind(job.job)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let row = sqlx::query(q(&self.sql.job_read))
+            .bind(job.component)
+            .bind(job.job)
+            .fetch_optional(&mut **tx)
+            .await?;
+        match &row {
+            Some(row) => decode_job(row).map(|(r, now)| (Some(r), now)),
+            None => Ok((None, 0)),
+        }
+    }
+
+    async fn write_job(
+        &self,
+        tx: &mut Tx<Self>,
+        job: &JobKey<'_>,
+        w: &JobWrite,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(q(&self.sql.job_write))
+            .bind(w.component_id.as_deref())
+            .bind(w.job_id.as_deref())
+            .bind(w.token)
+            .bind(w.locked_us)
+            .bind(w.expires_us)
+            .bind(job.component)
+            .bind(job.job)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl SqlBackend for LiteBackend {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn statements(&self) -> Vec<(&'static str, String)> {
+        self.sql.named()
+    }
+
+    fn serialization_retries(&self) -> u64 {
+        self.retry.count()
+    }
+
+    fn endpoint(&self) -> String {
+        self.pool
+            .connect_options()
+            .get_filename()
+            .display()
+            .to_string()
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<()> {
         let op = Op::write(BACKEND, "migrate");
         self.retry
             .run(|| async {
@@ -234,78 +353,19 @@ impl LiteBackend {
             .map_err(|e| map(op, "", e))
     }
 
-    pub(crate) async fn acquire(
-        &self,
-        resource: &str,
-        key: LeaseKey,
-        ttl: Duration,
-        permits: u32,
-        owner: &str,
-        data: &Bytes,
-    ) -> Result<Acquired> {
-        let op = Op::write(BACKEND, "acquire");
-        let key = key.as_u128().to_be_bytes();
-        let ttl_us = ttl_micros(ttl);
-        let step = self
-            .retry
-            .run(|| async {
-                let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
-                let rows = sqlx::query(q(&self.sql.read_slots))
-                    .bind(resource)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                let (slots, last_token, now_us) = decode_slots(&rows)?;
-                match decide(&slots, permits, now_us) {
-                    Decision::Grant { slot } => {
-                        let token = last_token + 1;
-                        let expires = now_us.saturating_add(ttl_us);
-                        sqlx::query(q(&self.sql.write_slot))
-                            .bind(resource)
-                            .bind(slot)
-                            .bind(i64::from(permits))
-                            .bind(token)
-                            .bind(&key[..])
-                            .bind(owner)
-                            .bind(&data[..])
-                            .bind(now_us)
-                            .bind(expires)
-                            .execute(&mut *tx)
-                            .await?;
-                        sqlx::query(q(&self.sql.write_token))
-                            .bind(resource)
-                            .bind(token)
-                            .execute(&mut *tx)
-                            .await?;
-                        tx.commit().await?;
-                        Ok(Step::Done(Acquired::Granted(Grant::new(
-                            u64::try_from(token).unwrap_or(0),
-                            micros_to_time(expires),
-                        ))))
-                    }
-                    Decision::Mismatch { existing } => {
-                        tx.rollback().await?;
-                        Ok(Step::Mismatch(existing))
-                    }
-                    Decision::Held { retry_after } => {
-                        tx.rollback().await?;
-                        Ok(Step::Done(Acquired::Held { retry_after }))
-                    }
-                }
-            })
-            .await
-            .map_err(|e| map(op, resource, e))?;
-        match step {
-            Step::Done(answer) => Ok(answer),
-            Step::Mismatch(existing) => Err(distlock_core::Error::SizeMismatch {
-                resource: resource.to_owned(),
-                requested: permits,
-                existing,
-            }),
-        }
+    async fn acquire(&self, request: &AcquireRequest<'_>) -> Result<Acquired> {
+        txn::acquire(self, request).await
     }
 
-    pub(crate) async fn release(&self, resource: &str, key: LeaseKey) -> Result<bool> {
+    async fn job_lock(&self, job: &JobKey<'_>, max: Duration) -> Result<JobOutcome> {
+        txn::job_change(self, job, Some(max)).await
+    }
+
+    async fn job_unlock(&self, job: &JobKey<'_>) -> Result<JobOutcome> {
+        txn::job_change(self, job, None).await
+    }
+
+    async fn release(&self, resource: &str, key: LeaseKey) -> Result<bool> {
         let op = Op::write(BACKEND, "release");
         let key = key.as_u128().to_be_bytes();
         let released: Option<i64> = self
@@ -324,7 +384,7 @@ impl LiteBackend {
         Ok(released.is_some())
     }
 
-    pub(crate) async fn refresh(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
+    async fn refresh(&self, leases: &[RefreshRequest<'_>]) -> Result<Vec<Refreshed>> {
         let op = Op::write(BACKEND, "refresh");
         let label = leases.first().map_or("", |l| l.resource);
         let json = refresh_json(leases);
@@ -343,7 +403,7 @@ impl LiteBackend {
         Ok(outcomes(leases, &renewed))
     }
 
-    pub(crate) async fn info(&self, resource: &str) -> Result<Option<Info>> {
+    async fn info(&self, resource: &str) -> Result<Option<Info>> {
         let op = Op::read(BACKEND, "info");
         let rows = sqlx::query(q(&self.sql.info))
             .bind(resource)
@@ -360,7 +420,7 @@ impl LiteBackend {
         Ok((!holders.is_empty()).then(|| Info::new(resource, permits, holders)))
     }
 
-    pub(crate) async fn read(&self, resource: &str) -> Result<Option<Bytes>> {
+    async fn read(&self, resource: &str) -> Result<Option<Bytes>> {
         let op = Op::read(BACKEND, "read");
         let data: Option<Vec<u8>> = sqlx::query_scalar(q(&self.sql.read))
             .bind(resource)
@@ -370,7 +430,7 @@ impl LiteBackend {
         Ok(data.map(Bytes::from))
     }
 
-    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let op = Op::read(BACKEND, "list");
         sqlx::query_scalar(q(&self.sql.list))
             .bind(prefix)
@@ -379,12 +439,12 @@ impl LiteBackend {
             .map_err(|e| map(op, prefix, e))
     }
 
-    pub(crate) async fn expire(&self, resource: &str) -> Result<u64> {
-        let op = Op::write(BACKEND, "expire");
+    async fn evict(&self, resource: &str) -> Result<u64> {
+        let op = Op::write(BACKEND, "evict");
         self.retry
             .run(|| async {
                 let mut conn = self.conn().await?;
-                sqlx::query(q(&self.sql.expire))
+                sqlx::query(q(&self.sql.evict))
                     .bind(resource)
                     .execute(&mut *conn)
                     .await
@@ -395,72 +455,7 @@ impl LiteBackend {
             .map_err(|e| map(op, resource, e))
     }
 
-    async fn job_change(&self, job: &JobKey<'_>, max: Option<Duration>) -> Result<JobOutcome> {
-        let op = Op::write(
-            BACKEND,
-            if max.is_some() {
-                "job lock"
-            } else {
-                "job unlock"
-            },
-        );
-        self.retry
-            .run(|| async {
-                let mut conn = self.conn().await?;
-                let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
-                if max.is_some() {
-                    sqlx::query(q(&self.sql.job_create))
-                        .bind(job.component)
-                        .bind(job.job)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let row = sqlx::query(q(&self.sql.job_read))
-                    .bind(job.component)
-                    .bind(job.job)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let (current, now_us) = match &row {
-                    Some(row) => {
-                        let (r, n) = decode_job(row)?;
-                        (Some(r), n)
-                    }
-                    None => (None, 0),
-                };
-                let (outcome, write) = match max {
-                    Some(max) => decide_lock(current.as_ref(), job, now_us, ttl_micros(max)),
-                    None => decide_unlock(current.as_ref(), job, now_us),
-                };
-                if let Some(w) = write {
-                    sqlx::query(q(&self.sql.job_write))
-                        .bind(w.component_id)
-                        .bind(w.job_id)
-                        .bind(w.token)
-                        .bind(w.locked_us)
-                        .bind(w.expires_us)
-                        .bind(job.component)
-                        .bind(job.job)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                } else {
-                    tx.rollback().await?;
-                }
-                Ok(outcome)
-            })
-            .await
-            .map_err(|e| map(op, job.job, e))
-    }
-
-    pub(crate) async fn job_lock(&self, job: &JobKey<'_>, max: Duration) -> Result<JobOutcome> {
-        self.job_change(job, Some(max)).await
-    }
-
-    pub(crate) async fn job_unlock(&self, job: &JobKey<'_>) -> Result<JobOutcome> {
-        self.job_change(job, None).await
-    }
-
-    pub(crate) async fn job_enable(&self, component: &str, job: &str, enabled: bool) -> Result<()> {
+    async fn job_enable(&self, component: &str, job: &str, enabled: bool) -> Result<()> {
         let op = Op::write(BACKEND, "job enable");
         self.retry
             .run(|| async {
@@ -478,7 +473,7 @@ impl LiteBackend {
             .map_err(|e| map(op, job, e))
     }
 
-    pub(crate) async fn job_status(&self, component: &str, job: &str) -> Result<JobOutcome> {
+    async fn job_status(&self, component: &str, job: &str) -> Result<JobOutcome> {
         let op = Op::read(BACKEND, "job status");
         let row = sqlx::query(q(&self.sql.job_read))
             .bind(component)
@@ -497,7 +492,7 @@ impl LiteBackend {
     }
 }
 
-fn decode_slots(rows: &[SqliteRow]) -> Result<(Vec<SlotRow>, i64, i64), sqlx::Error> {
+fn decode_slots(rows: &[SqliteRow]) -> Result<Slots, sqlx::Error> {
     let mut slots = Vec::with_capacity(rows.len());
     let mut last_token = 0;
     let mut now_us = 0;
@@ -516,7 +511,11 @@ fn decode_slots(rows: &[SqliteRow]) -> Result<(Vec<SlotRow>, i64, i64), sqlx::Er
             });
         }
     }
-    Ok((slots, last_token, now_us))
+    Ok(Slots {
+        slots,
+        last_token,
+        now_us,
+    })
 }
 
 fn decode_holder(row: &SqliteRow) -> Result<(u32, Holder), sqlx::Error> {

@@ -12,19 +12,20 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use distlock_core::{Handler, Infoer, LockOptions};
-use distlock_sql::{SqlOptions, SqlStore, TableName, mysql_pool_options};
+use distlock_sql::{SqlConfig, SqlStore, TableName, mysql_pool_options};
 use futures_util::FutureExt;
 use sqlx::{AssertSqlSafe, Executor};
 
-fn options() -> SqlOptions {
-    SqlOptions::new()
+fn options(url: &str) -> SqlConfig {
+    SqlConfig::from_url(url)
+        .unwrap()
         .with_table(TableName::new("clock_skew").unwrap())
         .with_max_connections(2)
 }
 
 /// A MySQL client whose session clock (`NOW()`) is `offset_s` seconds off.
 async fn skewed_mysql(url: &str, offset_s: i64) -> SqlStore {
-    let pool = mysql_pool_options(&options())
+    let pool = mysql_pool_options(&options(url))
         .after_connect(move |conn, _| {
             async move {
                 conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -59,7 +60,7 @@ async fn mysql_session_clock_skew_changes_nothing() {
     let Some(url) = distlock_core::conformance::service_url("DISTLOCK_MYSQL_URL") else {
         return;
     };
-    let honest = SqlStore::connect_with(&url, options()).await.unwrap();
+    let honest = SqlStore::connect_with(options(&url)).await.unwrap();
     honest.migrate().await.unwrap();
     let honest = honest.locker();
     let ahead = skewed_mysql(&url, 3600).await.locker();
@@ -137,7 +138,7 @@ async fn postgres_times_are_the_servers() {
     let Some(url) = distlock_core::conformance::service_url("DISTLOCK_POSTGRES_URL") else {
         return;
     };
-    let store = SqlStore::connect_with(&url, options()).await.unwrap();
+    let store = SqlStore::connect_with(options(&url)).await.unwrap();
     store.migrate().await.unwrap();
     let locker = store.locker();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use distlock_core::Error;
-use distlock_sql::{JobError, JobLocks, SqlOptions, SqlStore, TableName};
+use distlock_sql::{JobError, JobLocks, SqlConfig, SqlStore, TableName};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -16,10 +16,11 @@ struct Ctx {
 }
 
 async fn connect(url: &str, dir: Option<tempfile::TempDir>) -> Ctx {
-    let options = SqlOptions::new()
+    let options = SqlConfig::from_url(url)
+        .unwrap()
         .with_table(TableName::new("jobs_test").unwrap())
         .with_max_connections(4);
-    let store = SqlStore::connect_with(url, options).await.expect("connect");
+    let store = SqlStore::connect_with(options).await.expect("connect");
     store.migrate().await.expect("migrate");
     Ctx {
         jobs: JobLocks::new(store),

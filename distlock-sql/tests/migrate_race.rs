@@ -7,15 +7,15 @@
 use std::time::Duration;
 
 use distlock_core::{Handler, LockOptions};
-use distlock_sql::{SqlOptions, SqlStore, TableName};
+use distlock_sql::{SqlConfig, SqlStore, TableName};
 
 const CHILD_URL: &str = "DISTLOCK_MIGRATE_CHILD_URL";
 const CHILD_TABLE: &str = "DISTLOCK_MIGRATE_CHILD_TABLE";
 
 async fn store(url: &str, table: &str) -> SqlStore {
     SqlStore::connect_with(
-        url,
-        SqlOptions::new()
+        SqlConfig::from_url(url)
+            .unwrap()
             .with_table(TableName::new(table).unwrap())
             .with_max_connections(2),
     )

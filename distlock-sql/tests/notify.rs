@@ -6,14 +6,14 @@
 use std::time::Duration;
 
 use distlock_core::{Handler, LockOptions, Store};
-use distlock_sql::{SqlOptions, SqlStore, TableName};
+use distlock_sql::{SqlConfig, SqlStore, TableName};
 
 const SOON: Duration = Duration::from_secs(10);
 
 async fn store(url: &str, table: &str) -> SqlStore {
     let store = SqlStore::connect_with(
-        url,
-        SqlOptions::new()
+        SqlConfig::from_url(url)
+            .unwrap()
             .with_table(TableName::new(table).unwrap())
             .with_max_connections(2),
     )

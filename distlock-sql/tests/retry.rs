@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use distlock_core::{Error, Handler, Infoer, LockOptions};
-use distlock_sql::{SqlOptions, SqlStore, TableName};
+use distlock_sql::{SqlConfig, SqlStore, TableName};
 use sqlx::{AssertSqlSafe, PgPool};
 
 async fn setup(url: &str) -> (SqlStore, PgPool, String) {
     let table = format!("retry_{:08x}", fastrand::u32(..));
     let store = SqlStore::connect_with(
-        url,
-        SqlOptions::new().with_table(TableName::new(&table).unwrap()),
+        SqlConfig::from_url(url)
+            .unwrap()
+            .with_table(TableName::new(&table).unwrap()),
     )
     .await
     .expect("connect");
@@ -104,7 +105,7 @@ async fn endless_40001_is_a_transient_error_and_holds_nothing() {
     match locker.try_lock("job/b", &LockOptions::new()).await {
         Err(error @ Error::Unavailable { .. }) => {
             assert!(error.is_transient());
-            assert!(error.to_string().contains("injected"), "{error}");
+            assert!(chain(&error).contains("injected"), "{error}");
         }
         other => panic!("expected Unavailable after the retries ran out, got {other:?}"),
     }
@@ -162,4 +163,16 @@ async fn serializable_races_grant_exactly_one() {
     }
     eprintln!("serializable races: {total_retries} serialization failures retried");
     cleanup(&admin, &table).await;
+}
+
+/// The error and its causes, as a reporter walking `source()` shows them.
+fn chain(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(" | ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use distlock_core::{Handler, Infoer, LockOptions};
-use distlock_sql::{SqlOptions, SqlStore, TableName};
+use distlock_sql::{SqlConfig, SqlStore, TableName};
 use sqlx::{AssertSqlSafe, Connection};
 
 /// Hold a row lock from another transaction until the returned sender fires.
@@ -44,8 +44,8 @@ async fn hold(url: &str, sql: String) -> tokio::sync::oneshot::Sender<()> {
 async fn blocked_acquire_times_out(url: &str) {
     let table = "timeouts";
     let store = SqlStore::connect_with(
-        url,
-        SqlOptions::new()
+        SqlConfig::from_url(url)
+            .unwrap()
             .with_table(TableName::new(table).unwrap())
             .with_call_timeout(Duration::from_secs(2)),
     )

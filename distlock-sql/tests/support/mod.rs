@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use distlock_core::conformance::Fixture;
-use distlock_core::{Connector, Locker};
-use distlock_sql::{SqlConnector, SqlOptions, SqlStore, TableName};
+use distlock_core::{Connector, Locker, Store};
+use distlock_sql::{SqlConfig, SqlConnector, SqlStore, TableName};
 
 pub struct SqlFixture {
     pub url: String,
-    pub options: SqlOptions,
+    pub config: SqlConfig,
     pub store: SqlStore,
     pub bad_urls: Vec<String>,
     pub unreachable: Option<String>,
@@ -22,10 +22,11 @@ impl SqlFixture {
     /// Connect, migrate the table, and describe the URLs to check.
     pub async fn connect(url: &str, table: &str) -> SqlFixture {
         // Small pools: the suite opens a new client (pool) for every locker.
-        let options = SqlOptions::new()
+        let config = SqlConfig::from_url(url)
+            .expect("a test URL")
             .with_table(TableName::new(table).expect("table name"))
             .with_max_connections(4);
-        let store = SqlStore::connect_with(url, options.clone())
+        let store = SqlStore::connect_with(config.clone())
             .await
             .unwrap_or_else(|e| panic!("connect to the {table} test database: {e}"));
         store.migrate().await.expect("migrate");
@@ -40,7 +41,7 @@ impl SqlFixture {
         let unreachable = Some(format!("{scheme}://user:hunter2@127.0.0.1:1/db"));
         SqlFixture {
             url: url.to_owned(),
-            options,
+            config,
             store,
             bad_urls,
             unreachable,
@@ -70,14 +71,16 @@ impl SqlFixture {
 #[async_trait]
 impl Fixture for SqlFixture {
     async fn locker(&self) -> Arc<dyn Locker> {
-        let store = SqlStore::connect_with(&self.url, self.options.clone())
+        let store = SqlStore::connect_with(self.config.clone())
             .await
             .expect("connect a new client");
         Arc::new(store.locker())
     }
 
     async fn expire(&self, resource: &str) {
-        self.store.expire(resource).await.expect("expire");
+        // The operator's force release: the one hook that ends leases behind
+        // their holders' backs.
+        Store::evict(&self.store, resource).await.expect("evict");
     }
 
     fn connector(&self) -> Option<Arc<dyn Connector>> {
