@@ -188,6 +188,7 @@ impl DynamoStore {
             .operation_attempt_timeout(config.attempt_timeout)
             .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(https_client())
             .retry_config(retry)
             .timeout_config(timeouts);
         if let Some(region) = &config.region {
@@ -1194,6 +1195,17 @@ impl DynamoStore {
             .await
             .map(|output| output.attributes)
     }
+}
+
+/// The SDK's HTTP client: hyper on rustls with `ring` (the workspace's TLS;
+/// the SDK's default would build aws-lc). Certificates are verified against
+/// the platform's trusted roots, as the SDK's default client does; plain
+/// `http://` endpoints (emulators) work too.
+fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// Release retries itself (see [`DynamoStore::release_key`]), not through the SDK.
