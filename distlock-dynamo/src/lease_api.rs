@@ -492,6 +492,7 @@ impl LeaseStore {
                         resource: id,
                         write: true,
                         table: &self.store.config().table,
+                        endpoint: self.store.endpoint(),
                     };
                     return Err(map_sdk(op, e).into());
                 }
@@ -580,10 +581,11 @@ impl LeaseStore {
     }
 }
 
-/// Sleep between half and all of `period` (at least a millisecond).
+/// Sleep between half and all of `period` (at least a millisecond): the
+/// workspace's jittered backoff with a constant step.
 async fn pause(period: Duration) {
     let period = period.max(Duration::from_millis(1));
-    tokio::time::sleep(period / 2 + period.mul_f64(fastrand::f64() / 2.0)).await;
+    tokio::time::sleep(distlock_core::Backoff::new(period, period).next_pause()).await;
 }
 
 #[cfg(test)]

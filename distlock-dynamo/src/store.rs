@@ -55,6 +55,8 @@ pub struct DynamoStore {
 
 struct Inner {
     client: Client,
+    /// `host:port` of the endpoint, for errors.
+    endpoint: String,
     config: DynamoConfig,
     caps: Capabilities,
     skew_ms: i64,
@@ -172,8 +174,13 @@ impl DynamoStore {
             .with_max_data_len(MAX_DATA_LEN)
             .with_batch_refresh(config.batch_refresh)
             .with_clock_margin(config.clock_skew);
+        let endpoint = crate::error::endpoint_of(
+            config.endpoint.as_deref(),
+            client_config.region().map(|r| r.as_ref()),
+        );
         Ok(DynamoStore {
             inner: Arc::new(Inner {
+                endpoint,
                 client: Client::from_conf(client_config),
                 skew_ms: duration_ms(config.clock_skew),
                 config,
@@ -227,7 +234,13 @@ impl DynamoStore {
             resource,
             write,
             table: self.table(),
+            endpoint: &self.inner.endpoint,
         }
+    }
+
+    /// `host:port` of the endpoint the client talks to.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.inner.endpoint
     }
 
     fn key(&self, resource: &str) -> HashMap<String, AttributeValue> {
