@@ -146,7 +146,7 @@ impl Lease {
     }
 }
 
-/// The seed's `LockStore` and `Locker` in one: leases on a DynamoDB table.
+/// The Go API's `LockStore` and `Locker` in one: leases on a DynamoDB table.
 ///
 /// Cheap to clone. [`LeaseStore::with_prefix`] confines the pool operations
 /// ([`list_lease_ids`](LeaseStore::list_lease_ids),
@@ -440,7 +440,7 @@ impl LeaseStore {
     }
 
     /// Every lease id in the table under the prefix, held or free, sorted (the
-    /// seed's `ListLeaseIDs`): a consistent `Scan`, page by page, projecting
+    /// Go API's `ListLeaseIDs`): a consistent `Scan`, page by page, projecting
     /// only the hash key.
     ///
     /// # Errors
