@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::types::{
 };
 use distlock_bench::{Report, Tiers, cycle, handoff, handoff_with, interleave, op, pause};
 use distlock_core::{Handler, LockOptions, Locker, RefreshRequest, Store};
-use distlock_dynamo::{DynamoConfig, DynamoConnector, DynamoStore};
+use distlock_dynamo::{DynamoConfig, DynamoStore};
 
 /// The minimal same work with the SDK: put if absent, delete if still ours.
 async fn raw(client: &aws_sdk_dynamodb::Client, table: &str) {
@@ -131,8 +131,9 @@ async fn heartbeat(config: &DynamoConfig, count: usize) -> (u64, Duration) {
     config.table = format!("{}-refresh", config.table);
     // moto copies the whole table for every transaction: give it time.
     let config = config.with_attempt_timeout(Duration::from_secs(300));
-    let store = DynamoStore::connect(config).await.unwrap();
-    store.create_table().await.unwrap();
+    let store = DynamoStore::connect_with(config.with_create_table(true))
+        .await
+        .unwrap();
     let locker = store.locker();
     let options = LockOptions::new()
         .with_ttl(Duration::from_secs(3600))
@@ -175,11 +176,11 @@ async fn main() {
     let Some(url) = distlock_core::conformance::service_url("DISTLOCK_DYNAMO_URL") else {
         return;
     };
-    let (mut config, _) =
-        DynamoConnector::config_from_url(&url::Url::parse(&url).unwrap()).unwrap();
+    let mut config = DynamoConfig::from_url(&url).unwrap();
     config.table = format!("distlock-bench-{:08x}", fastrand::u32(..));
-    let store = DynamoStore::connect(config.clone()).await.unwrap();
-    store.create_table().await.unwrap();
+    let store = DynamoStore::connect_with(config.clone().with_create_table(true))
+        .await
+        .unwrap();
     let locker = store.locker();
     let client = store.client().clone();
     let peer_table_name = format!("{}-peer", config.table);
@@ -217,8 +218,12 @@ async fn main() {
     };
 
     let samples = if full { 15 } else { 2 };
-    let waiter: Arc<dyn Locker> =
-        Arc::new(DynamoStore::connect(config.clone()).await.unwrap().locker());
+    let waiter: Arc<dyn Locker> = Arc::new(
+        DynamoStore::connect_with(config.clone())
+            .await
+            .unwrap()
+            .locker(),
+    );
     let ours_handoff = handoff(&locker, waiter, "bench/handoff", samples, pause(SETTLE)).await;
     let peer_waiter = dynamodb_lease::Client::builder()
         .table_name(&peer_table_name)
@@ -257,12 +262,13 @@ async fn main() {
         .clone()
         .with_attempt_timeout(Duration::from_secs(300));
     tiers_config.table = format!("{}-tiers", config.table);
-    let tiers_store = DynamoStore::connect(tiers_config.clone()).await.unwrap();
-    tiers_store.create_table().await.unwrap();
+    let tiers_store = DynamoStore::connect_with(tiers_config.clone().with_create_table(true))
+        .await
+        .unwrap();
     let mut lockers: Vec<Arc<dyn Locker>> = Vec::new();
     for _ in 0..4 {
         lockers.push(Arc::new(
-            DynamoStore::connect(tiers_config.clone())
+            DynamoStore::connect_with(tiers_config.clone())
                 .await
                 .unwrap()
                 .locker(),

@@ -4,7 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use distlock_core::{Error, Result};
+use distlock_core::{Error, Result, UrlOptions, redact_url};
+use url::Url;
+
+/// The URL schemes this crate serves.
+pub const SCHEMES: &[&str] = &["dynamodb"];
+
+/// The environment variable [`DynamoConfig::from_env`] reads.
+pub const URL_ENV: &str = "DISTLOCK_DYNAMO_URL";
 
 /// The wall clock a [`DynamoStore`](crate::DynamoStore) stamps leases with.
 ///
@@ -76,7 +83,7 @@ pub const DEFAULT_HASH_KEY: &str = "id";
 
 /// Where the lease table is and how the store behaves. Build with
 /// [`DynamoConfig::new`] and the `with_*` methods, or from a URL
-/// (`dynamodb://TABLE?region=…&endpoint=…`, see [`DynamoConnector`](crate::DynamoConnector)).
+/// (`dynamodb://TABLE?region=…&endpoint=…`, see [`DynamoConfig::from_url`]).
 ///
 /// Region and credentials come from the usual AWS chain (environment,
 /// profile files, web identity, ECS, instance metadata) unless set here.
@@ -123,6 +130,10 @@ pub struct DynamoConfig {
     pub scan_page_size: u32,
     /// The wall clock leases are stamped with (default [`SystemClock`]).
     pub clock: Arc<dyn Clock>,
+    /// [`DynamoStore::connect_with`](crate::DynamoStore::connect_with) creates
+    /// the table if missing (`true`) or only checks it (default `false`: the
+    /// table must exist).
+    pub create_table: bool,
 }
 
 impl fmt::Debug for DynamoConfig {
@@ -143,6 +154,7 @@ impl fmt::Debug for DynamoConfig {
             .field("batch_refresh", &self.batch_refresh)
             .field("scan_page_size", &self.scan_page_size)
             .field("clock", &self.clock)
+            .field("create_table", &self.create_table)
             .finish()
     }
 }
@@ -163,7 +175,127 @@ impl DynamoConfig {
             batch_refresh: true,
             scan_page_size: 1000,
             clock: Arc::new(SystemClock),
+            create_table: false,
         }
+    }
+
+    /// The config a `dynamodb://TABLE?option=value&…` URL names.
+    ///
+    /// | option | meaning | default |
+    /// |---|---|---|
+    /// | `region` | AWS region | the AWS chain (`AWS_REGION`, profile) |
+    /// | `endpoint` | `http(s)://host:port` of an emulator | AWS |
+    /// | `create` | `true`: create the table (on-demand, TTL) if missing | `false`: the table must exist |
+    /// | `hash_key` | name of the string hash key | `id` |
+    /// | `clock_skew_ms` | clock-skew allowance (a bare number is in ms; `1s` works too) | `1000` |
+    /// | `max_attempts` | attempts per request on transient errors | `3` |
+    /// | `batch_refresh` | `false`: renew leases one request each (slow emulators) | `true`: transactions of 100 |
+    ///
+    /// Booleans and durations follow [`UrlOptions`]' grammar; a repeated or
+    /// unknown option is an error. Credentials never go in the URL: they come
+    /// from the AWS chain (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`,
+    /// profiles, roles).
+    ///
+    /// # Errors
+    /// [`InvalidUrl`](Error::InvalidUrl) naming the part at fault (the message
+    /// never repeats a password).
+    pub fn from_url(url: &str) -> Result<Self> {
+        let parsed = Url::parse(url).map_err(|error| Error::InvalidUrl {
+            url: redact_url(url),
+            reason: error.to_string(),
+        })?;
+        let shown = shown(&parsed);
+        // Messages show the URL as given, only secrets hidden.
+        let reshow = |error: Error| match error {
+            Error::InvalidUrl { reason, .. } => Error::InvalidUrl {
+                url: shown.clone(),
+                reason,
+            },
+            Error::InvalidArgument { what, reason } => Error::InvalidUrl {
+                url: shown.clone(),
+                reason: format!("{what}: {reason}"),
+            },
+            other => other,
+        };
+        Self::parse_url(&parsed).map_err(reshow)
+    }
+
+    fn parse_url(url: &Url) -> Result<Self> {
+        let mut options = UrlOptions::parse(url)?;
+        if !SCHEMES.contains(&url.scheme()) {
+            return Err(options.invalid("the DynamoDB backend serves dynamodb:// only"));
+        }
+        if url.password().is_some() || !url.username().is_empty() {
+            return Err(options.invalid(
+                "credentials do not go in the URL: they come from the AWS config chain \
+                 (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, profiles, roles)",
+            ));
+        }
+        if url.port().is_some() {
+            return Err(options.invalid(
+                "the host part is the table name; put the address in ?endpoint=http://host:port",
+            ));
+        }
+        if !matches!(url.path(), "" | "/") {
+            return Err(
+                options.invalid("no path is used; write dynamodb://TABLE?region=…&endpoint=…")
+            );
+        }
+        let table = url.host_str().unwrap_or("");
+        if table.is_empty() {
+            return Err(options.invalid("no table: write dynamodb://TABLE?region=…&endpoint=…"));
+        }
+        let mut config = DynamoConfig::new(table);
+        config.region = options.take("region");
+        config.endpoint = options.take("endpoint");
+        if let Some(hash_key) = options.take("hash_key") {
+            config.hash_key = hash_key;
+        }
+        if let Some(create) = options.take_bool("create")? {
+            config.create_table = create;
+        }
+        if let Some(skew) = options.take_duration("clock_skew_ms")? {
+            config.clock_skew = skew;
+        }
+        if let Some(batch) = options.take_bool("batch_refresh")? {
+            config.batch_refresh = batch;
+        }
+        if let Some(attempts) = options.take_parsed("max_attempts", "a small number")? {
+            config.max_attempts = attempts;
+        }
+        options.finish(&[
+            "region",
+            "endpoint",
+            "create",
+            "hash_key",
+            "clock_skew_ms",
+            "max_attempts",
+            "batch_refresh",
+        ])?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config the URL in `DISTLOCK_DYNAMO_URL` names (see
+    /// [`DynamoConfig::from_url`]).
+    ///
+    /// # Errors
+    /// [`InvalidArgument`](Error::InvalidArgument) when the variable is unset
+    /// or not Unicode; as [`DynamoConfig::from_url`] otherwise.
+    pub fn from_env() -> Result<Self> {
+        let url = std::env::var(URL_ENV).map_err(|_| {
+            Error::invalid(
+                URL_ENV,
+                "not set: export DISTLOCK_DYNAMO_URL=dynamodb://TABLE?region=…&endpoint=…",
+            )
+        })?;
+        Self::from_url(&url)
+    }
+
+    /// Create the table on connect if it is missing (`true`), or require it.
+    pub fn with_create_table(mut self, create: bool) -> Self {
+        self.create_table = create;
+        self
     }
 
     /// Set the hash key attribute's name.
@@ -247,7 +379,7 @@ impl DynamoConfig {
                 "the hash key attribute name must be 1 to 255 bytes long",
             ));
         }
-        if crate::item::is_reserved(&self.hash_key) {
+        if crate::layout::is_reserved(&self.hash_key) {
             return Err(Error::invalid(
                 "hash key",
                 format!(
@@ -339,6 +471,63 @@ pub(crate) fn validate_table(table: &str) -> Result<()> {
     Ok(())
 }
 
+/// Options whose values are never secret and are shown as given.
+const PLAIN_OPTIONS: &[&str] = &[
+    "region",
+    "create",
+    "hash_key",
+    "clock_skew_ms",
+    "max_attempts",
+    "batch_refresh",
+];
+
+/// A URL string as errors may show it (see [`shown`]).
+pub(crate) fn shown_str(url: &str) -> String {
+    Url::parse(url).map_or_else(|_| redact_url(url), |parsed| shown(&parsed))
+}
+
+/// The URL as errors may show it: as given, with secrets hidden (a password in
+/// the user part or inside an `endpoint=` URL, the value of an unknown option
+/// whose name says secret, password, token or key).
+fn shown(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    if shown.query().is_none() {
+        return shown.to_string();
+    }
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let value = if PLAIN_OPTIONS.contains(&&*k) {
+                v.into_owned()
+            } else if k == "endpoint" || v.contains("://") || v.contains('@') {
+                // A URL: its password hidden (all of it if it does not parse).
+                redact_url(&v)
+            } else if ["secret", "password", "token", "key", "credential"]
+                .iter()
+                .any(|s| k.to_ascii_lowercase().contains(s))
+            {
+                "***".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), value)
+        })
+        .collect();
+    if pairs
+        .iter()
+        .zip(url.query_pairs())
+        .all(|((_, a), (_, b))| *a == *b)
+    {
+        // Nothing to hide in the query: keep it exactly as written.
+        return shown.to_string();
+    }
+    shown.query_pairs_mut().clear().extend_pairs(pairs);
+    shown.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,6 +586,95 @@ mod tests {
         let mut config = DynamoConfig::new("t_1");
         config.endpoint = Some("http://u:hunter2@h:1".into());
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    fn parse(url: &str) -> Result<DynamoConfig> {
+        DynamoConfig::from_url(url)
+    }
+
+    #[test]
+    fn good_urls_fill_the_config() {
+        let config = parse(
+            "dynamodb://My_Table-1.x?region=eu-west-1&endpoint=http://127.0.0.1:8000&create=true&clock_skew_ms=250&hash_key=pk&max_attempts=5",
+        )
+        .unwrap();
+        assert_eq!(config.table, "My_Table-1.x");
+        assert_eq!(config.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(config.endpoint.as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(config.clock_skew, Duration::from_millis(250));
+        assert_eq!(config.hash_key, "pk");
+        assert_eq!(config.max_attempts, 5);
+        assert!(config.create_table);
+        let config = parse("dynamodb://locks").unwrap();
+        assert_eq!(config.region, None);
+        assert!(!config.create_table);
+    }
+
+    #[test]
+    fn errors_show_the_url_as_given_with_only_secrets_hidden() {
+        let err = parse("dynamodb://t?region=us-east-1&bogus=1&hash_key=pk").unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("dynamodb://t?region=us-east-1&bogus=1&hash_key=pk"),
+            "{text}"
+        );
+        assert!(!text.contains("unparseable"), "{text}");
+        let err = parse(
+            "dynamodb://t?region=eu-west-1&endpoint=http://admin:hunter2@127.0.0.1:1&\
+             aws_secret_access_key=hunter3&colour=red",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("hunter"), "{text}");
+        assert!(
+            text.contains("region=eu-west-1")
+                && text.contains("colour=red")
+                && text.contains("127.0.0.1")
+                && text.contains("aws_secret_access_key=***"),
+            "{text}"
+        );
+        let err =
+            parse("dynamodb://t?region=us-east-1&endpoint=http://u:hunter2@[::1").unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("region=us-east-1"), "{text}");
+    }
+
+    #[test]
+    fn bad_urls_say_why_without_passwords() {
+        for bad in [
+            "dynamodb://user:hunter2@locks",
+            "dynamodb://locks:8000",
+            "dynamodb://locks/path",
+            "dynamodb://",
+            "dynamodb://ab",
+            "dynamodb://locks?colour=red",
+            "dynamodb://locks?create=maybe",
+            "dynamodb://locks?create=true&create=false",
+            "dynamodb://locks?clock_skew_ms=soon",
+            "dynamodb://locks?endpoint=ftp://x",
+            "dynamodb://locks?endpoint=http://u:hunter2@127.0.0.1:1",
+            "redis://locks",
+        ] {
+            match parse(bad) {
+                Err(Error::InvalidUrl { url, reason }) => {
+                    assert!(!url.contains("hunter2"), "{bad}: {url}");
+                    assert!(!reason.contains("hunter2"), "{bad}: {reason}");
+                }
+                other => panic!("{bad}: expected InvalidUrl, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn from_env_names_the_variable_when_unset() {
+        if std::env::var_os(URL_ENV).is_some() {
+            return;
+        }
+        match DynamoConfig::from_env() {
+            Err(Error::InvalidArgument { what, .. }) => assert_eq!(what, URL_ENV),
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::error::Error as StdError;
 
 use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use distlock_core::Error;
 
 pub(crate) const BACKEND: &str = "dynamodb";
@@ -20,6 +20,47 @@ pub(crate) struct Op<'a> {
     pub(crate) write: bool,
     /// The table, for "table missing" messages.
     pub(crate) table: &'a str,
+    /// `host:port` of the endpoint, for "unreachable" messages.
+    pub(crate) endpoint: &'a str,
+}
+
+/// `host:port` of the endpoint a client talks to: the configured one, or
+/// DynamoDB's regional endpoint.
+pub(crate) fn endpoint_of(endpoint: Option<&str>, region: Option<&str>) -> String {
+    if let Some(endpoint) = endpoint {
+        return match url::Url::parse(endpoint) {
+            Ok(url) => format!(
+                "{}:{}",
+                url.host_str().unwrap_or("?"),
+                url.port_or_known_default().unwrap_or(443)
+            ),
+            Err(_) => distlock_core::redact_url(endpoint),
+        };
+    }
+    match region {
+        Some(region) => format!("dynamodb.{region}.amazonaws.com:443"),
+        None => "dynamodb (no region)".to_owned(),
+    }
+}
+
+/// A request that failed: names the operation and the endpoint; the SDK's
+/// error is its `source()` (so it is not repeated here).
+#[derive(Debug)]
+struct RequestFailed {
+    what: String,
+    cause: Box<dyn StdError + Send + Sync>,
+}
+
+impl std::fmt::Display for RequestFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.what)
+    }
+}
+
+impl StdError for RequestFailed {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        Some(&*self.cause)
+    }
 }
 
 /// Service error codes that say "not done, try later".
@@ -92,17 +133,19 @@ fn credentials_error(op: Op<'_>, error: &CredentialsError) -> Error {
     }
 }
 
-fn unknown(op: Op<'_>, message: String) -> Error {
+fn unknown(op: Op<'_>, failed: RequestFailed) -> Error {
     Error::OutcomeUnknown {
         backend: BACKEND,
         operation: op.name,
         resource: op.resource.to_owned(),
-        source: message.into(),
+        source: Box::new(failed),
     }
 }
 
 /// Map an SDK error that is not an expected outcome (a failed condition is
-/// handled by the caller before this).
+/// handled by the caller before this). The error names the operation and the
+/// endpoint (and, for a service error, its code and message); the SDK error
+/// is kept as the source.
 pub(crate) fn map_sdk<E, R>(op: Op<'_>, error: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
@@ -111,58 +154,62 @@ where
     if let Some(credentials) = credentials_failure(&error) {
         return credentials_error(op, credentials);
     }
-    let message = format!("{} failed: {}", op.name, DisplayErrorContext(&error));
+    let failed = |error: SdkError<E, R>, detail: String| RequestFailed {
+        what: format!("{} on {}{detail}", op.name, op.endpoint),
+        cause: Box::new(error),
+    };
+    // Unreachable or unanswered: a write's outcome is unknown once sent.
+    let lost = |error: SdkError<E, R>, sent: bool| {
+        let failed = failed(error, String::new());
+        if op.write && sent {
+            unknown(op, failed)
+        } else {
+            Error::unavailable(BACKEND, failed)
+        }
+    };
     match &error {
-        SdkError::ConstructionFailure(_) => Error::store(BACKEND, message),
-        SdkError::TimeoutError(_) => {
-            if op.write {
-                unknown(op, message)
-            } else {
-                Error::unavailable(BACKEND, message)
-            }
-        }
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => lost(error, true),
         SdkError::DispatchFailure(failure) => {
-            let sent = !never_sent(&error);
-            let user = failure.as_connector_error().is_some_and(|c| c.is_user());
-            if user {
-                Error::store(BACKEND, message)
-            } else if op.write && sent {
-                unknown(op, message)
+            if failure.as_connector_error().is_some_and(|c| c.is_user()) {
+                Error::store(BACKEND, failed(error, String::new()))
             } else {
-                Error::unavailable(BACKEND, message)
-            }
-        }
-        SdkError::ResponseError(_) => {
-            if op.write {
-                unknown(op, message)
-            } else {
-                Error::unavailable(BACKEND, message)
+                let sent = !never_sent(&error);
+                lost(error, sent)
             }
         }
         SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or("");
+            let code = service.err().code().unwrap_or("").to_owned();
+            let detail = format!(
+                ": {}{}",
+                if code.is_empty() { "error" } else { &code },
+                service
+                    .err()
+                    .message()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            );
             if code == "ResourceNotFoundException" {
                 Error::store(
                     BACKEND,
                     format!(
                         "table `{}` does not exist (or is not active yet): create it with \
-                         DynamoStore::create_table or the URL option create=true ({message})",
-                        op.table
+                         DynamoStore::create_table or the URL option create=true ({} on {})",
+                        op.table, op.name, op.endpoint
                     ),
                 )
-            } else if is_transient_code(code) {
-                Error::unavailable(BACKEND, message)
-            } else if is_unknown_outcome_code(code) {
+            } else if is_transient_code(&code) {
+                Error::unavailable(BACKEND, failed(error, detail))
+            } else if is_unknown_outcome_code(&code) {
                 if op.write {
-                    unknown(op, message)
+                    unknown(op, failed(error, detail))
                 } else {
-                    Error::unavailable(BACKEND, message)
+                    Error::unavailable(BACKEND, failed(error, detail))
                 }
             } else {
-                Error::store(BACKEND, message)
+                Error::store(BACKEND, failed(error, detail))
             }
         }
-        _ => Error::store(BACKEND, message),
+        _ => Error::store(BACKEND, failed(error, String::new())),
     }
 }
 
@@ -177,6 +224,7 @@ mod tests {
             resource: "r",
             write: true,
             table: "t",
+            endpoint: "127.0.0.1:8000",
         };
         #[derive(Debug)]
         struct Dispatch(CredentialsError);
@@ -210,5 +258,32 @@ mod tests {
         assert!(never_sent(&refused));
         let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         assert!(!never_sent(&reset));
+    }
+
+    #[test]
+    fn unreachable_names_the_endpoint_and_keeps_the_cause_as_source() {
+        use aws_sdk_dynamodb::error::ConnectorError;
+        use aws_sdk_dynamodb::operation::get_item::GetItemError;
+        let op = Op {
+            name: "info",
+            resource: "r",
+            write: false,
+            table: "t",
+            endpoint: &endpoint_of(Some("http://127.0.0.1:1"), None),
+        };
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let error: SdkError<GetItemError, ()> =
+            SdkError::dispatch_failure(ConnectorError::io(Box::new(refused)));
+        let mapped = map_sdk(op, error);
+        assert!(mapped.is_transient(), "{mapped:?}");
+        let cause = mapped.source().expect("the request failure");
+        assert_eq!(cause.to_string(), "info on 127.0.0.1:1");
+        let sdk = cause.source().expect("the SDK error");
+        assert!(!cause.to_string().contains(&sdk.to_string()), "{cause}");
+        assert_eq!(
+            endpoint_of(None, Some("eu-west-1")),
+            "dynamodb.eu-west-1.amazonaws.com:443"
+        );
+        assert_eq!(endpoint_of(Some("https://h"), None), "h:443");
     }
 }

@@ -5,10 +5,13 @@
 //! use distlock_dynamo::{DynamoConfig, DynamoStore};
 //!
 //! # async fn demo() -> distlock_core::Result<()> {
-//! let store = DynamoStore::connect(
-//!     DynamoConfig::new("locks").with_region("eu-west-1"),
+//! let store = DynamoStore::connect_with(
+//!     DynamoConfig::new("locks")
+//!         .with_region("eu-west-1")
+//!         .with_create_table(true), // on-demand billing, TTL cleanup
 //! ).await?;
-//! store.create_table().await?; // once: on-demand billing, TTL cleanup
+//! // Or by URL: DynamoStore::connect("dynamodb://locks?region=eu-west-1&create=true"),
+//! // or DynamoConfig::from_env() (DISTLOCK_DYNAMO_URL).
 //! let locker = store.locker();
 //! let lock = locker.try_lock("invoice/42", &LockOptions::new()).await?.expect("free");
 //! // … write to storage that rejects tokens below lock.token() …
@@ -16,10 +19,16 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Or by URL: `dynamodb://TABLE?region=…&endpoint=…&create=true` through
+//! URLs are `dynamodb://TABLE?region=…&endpoint=…&create=true` (options:
+//! [`DynamoConfig::from_url`]); the registry serves them through
 //! [`DynamoConnector`]. Region and credentials come from the usual AWS config
-//! chain; `endpoint` points at an emulator. Seed 003's lease API (lessees,
-//! acquire-or-renew, pools, heartbeat, listing) is in [`lease`].
+//! chain; `endpoint` points at an emulator. The lease-pool API (lessees,
+//! acquire-or-renew, pools, heartbeat, listing) is in [`lease_api`].
+//! An operator ends every lease of a resource with
+//! [`Store::evict`](distlock_core::Store::evict) (the next token is higher).
+//!
+//! The SDK talks HTTPS through hyper and rustls with `ring` (no aws-lc),
+//! verifying certificates against the platform's trusted roots.
 //!
 //! # Design
 //!
@@ -66,8 +75,8 @@
 //! | `dl_ttl` (N) | epoch seconds for DynamoDB's TTL |
 //! | `dl_attrs` (BOOL) | the item has user attributes: never replaced whole |
 //!
-//! Other attributes are the user's (seed 003's extra attributes; an item that
-//! has them is only ever updated, never put whole).
+//! Other attributes are the user's (the lease-pool API's extra attributes; an
+//! item that has them is only ever updated, never put whole).
 //!
 //! **Fencing tokens** are the granting client's clock in microseconds since
 //! 1970, written only if greater than `dl_fence` (the condition makes them
@@ -149,27 +158,26 @@
 //! its server runs requests on parallel threads without a lock (two
 //! conditional writes to one item could both pass), so `scripts/services`
 //! serializes them; and its `TransactWriteItems` copies the whole table
-//! first (seconds per transaction on a table of thousands of items), so the
-//! conformance run renews one lease per request
-//! ([`DynamoConfig::batch_refresh`] `= false`) while `tests/heartbeat.rs`
-//! covers transactions on smaller tables. Its expression parser also makes an
-//! `UpdateItem` cost about twice a `PutItem`, which real DynamoDB does not.
+//! first (slow on a large table), so the conformance run renews one lease per
+//! request ([`DynamoConfig::batch_refresh`] `= false`) while
+//! `tests/heartbeat.rs` covers transactions on smaller tables. Costs on moto
+//! and on DynamoDB: see BENCHMARKS.md.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod config;
 mod connect;
 mod error;
-mod item;
-pub mod lease;
+mod layout;
+pub mod lease_api;
 mod store;
 
 pub use aws_sdk_dynamodb;
 pub use config::{
-    Clock, DEFAULT_CLOCK_SKEW, DEFAULT_HASH_KEY, DEFAULT_RETENTION, DynamoConfig, MAX_TTL,
-    SkewedClock, SystemClock,
+    Clock, DEFAULT_CLOCK_SKEW, DEFAULT_HASH_KEY, DEFAULT_RETENTION, DynamoConfig, MAX_TTL, SCHEMES,
+    SkewedClock, SystemClock, URL_ENV,
 };
-pub use connect::{DynamoConnector, SCHEMES};
+pub use connect::DynamoConnector;
 pub use store::{DynamoStore, MAX_BATCH, MAX_DATA_LEN, MAX_PERMITS};
 
 /// A [`Locker`](distlock_core::Locker) over a [`DynamoStore`].

@@ -31,11 +31,11 @@ async fn takeover(holder: impl Clock, taker: impl Clock) -> Option<Takeover> {
     let url = common::url()?;
     let config = common::config(&url, A);
     common::store(config.clone()).await;
-    let holder = DynamoStore::connect(config.clone().with_clock(holder))
+    let holder = DynamoStore::connect_with(config.clone().with_clock(holder))
         .await
         .unwrap()
         .locker();
-    let taker = DynamoStore::connect(config.with_clock(taker))
+    let taker = DynamoStore::connect_with(config.with_clock(taker))
         .await
         .unwrap()
         .locker();
@@ -130,11 +130,11 @@ async fn a_refreshed_lease_holds_against_a_skewed_taker() {
     };
     let config = common::config(&url, A);
     common::store(config.clone()).await;
-    let holder = DynamoStore::connect(config.clone().with_clock(SkewedClock::behind(A)))
+    let holder = DynamoStore::connect_with(config.clone().with_clock(SkewedClock::behind(A)))
         .await
         .unwrap()
         .locker();
-    let taker = DynamoStore::connect(config.with_clock(SkewedClock::ahead(A)))
+    let taker = DynamoStore::connect_with(config.with_clock(SkewedClock::ahead(A)))
         .await
         .unwrap()
         .locker();

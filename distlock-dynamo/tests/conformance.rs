@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use distlock_core::conformance::Fixture;
-use distlock_core::{Connector, Locker};
+use distlock_core::{Connector, Locker, Store};
 use distlock_dynamo::{DynamoConfig, DynamoConnector, DynamoStore};
 
 /// The skew allowance the suite runs with; the suite's shortest TTL is three
@@ -29,14 +29,14 @@ struct DynamoFixture {
 impl Fixture for DynamoFixture {
     async fn locker(&self) -> Arc<dyn Locker> {
         // A new client, as another process would have.
-        let store = DynamoStore::connect(self.config.clone())
+        let store = DynamoStore::connect_with(self.config.clone())
             .await
             .expect("connect");
         Arc::new(store.locker())
     }
 
     async fn expire(&self, resource: &str) {
-        self.admin.expire(resource).await.expect("expire");
+        self.admin.evict(resource).await.expect("evict");
     }
 
     fn connector(&self) -> Option<Arc<dyn Connector>> {

@@ -101,7 +101,7 @@ async fn a_cancelled_transaction_names_the_leases_that_are_gone() {
     // An operator ends three leases, in both transactions' halves.
     let gone = ["r/007", "r/099", "r/140"];
     for name in gone {
-        store.expire(name).await.unwrap();
+        store.evict(name).await.unwrap();
     }
     let requests: Vec<RefreshRequest<'_>> = locks
         .iter()

@@ -1,4 +1,4 @@
-//! Seed 003's lease API: acquire-or-renew by lessee, pools with N contenders
+//! The lease-pool API: acquire-or-renew by lessee, pools with N contenders
 //! and M items, waiting, heartbeats that report loss, paginated listing, extra
 //! attributes.
 #![allow(clippy::panic, clippy::expect_used, clippy::unwrap_used)] // test code
@@ -9,9 +9,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use distlock_core::{Handler, Infoer, LockOptions, patterns};
+use distlock_core::{Handler, Infoer, LockOptions, Store, patterns};
+use distlock_dynamo::aws_sdk_dynamodb;
+use distlock_dynamo::aws_sdk_dynamodb::config::retry::RetryConfig;
 use distlock_dynamo::aws_sdk_dynamodb::types::AttributeValue;
-use distlock_dynamo::lease::{LeaseError, LeaseRequest, LeaseStore};
+use distlock_dynamo::lease_api::{LeaseError, LeaseRequest, LeaseStore};
 use distlock_dynamo::{DynamoConfig, DynamoStore};
 
 const SKEW: Duration = Duration::from_millis(250);
@@ -24,7 +26,7 @@ async fn setup() -> Option<DynamoConfig> {
 }
 
 async fn leases(config: &DynamoConfig) -> LeaseStore {
-    LeaseStore::new(DynamoStore::connect(config.clone()).await.unwrap())
+    LeaseStore::new(DynamoStore::connect_with(config.clone()).await.unwrap())
 }
 
 fn request(lessee: &str, duration: Duration) -> LeaseRequest {
@@ -239,7 +241,10 @@ async fn core_pool_patterns_work_over_the_dynamo_locker() {
     let options = LockOptions::new().with_ttl(Duration::from_secs(10));
     let mut tasks = Vec::new();
     for _ in 0..CONTENDERS {
-        let locker = DynamoStore::connect(config.clone()).await.unwrap().locker();
+        let locker = DynamoStore::connect_with(config.clone())
+            .await
+            .unwrap()
+            .locker();
         let pool = pool.clone();
         let options = options.clone();
         tasks.push(tokio::spawn(async move {
@@ -258,7 +263,10 @@ async fn core_pool_patterns_work_over_the_dynamo_locker() {
     assert_eq!(locks.len(), ITEMS);
     let names: HashSet<_> = locks.iter().map(|(_, l)| l.resource().to_owned()).collect();
     assert_eq!(names.len(), ITEMS, "no slot granted twice");
-    let waiter = DynamoStore::connect(config.clone()).await.unwrap().locker();
+    let waiter = DynamoStore::connect_with(config.clone())
+        .await
+        .unwrap()
+        .locker();
     let started = Instant::now();
     let waiting = {
         let pool = pool.clone();
@@ -295,7 +303,7 @@ async fn heartbeat_renews_until_the_lease_is_taken_away() {
         .await
         .unwrap();
     let first_until = lease.until;
-    let admin = DynamoStore::connect(config.clone()).await.unwrap();
+    let admin = DynamoStore::connect_with(config.clone()).await.unwrap();
     let beat = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -317,7 +325,7 @@ async fn heartbeat_renews_until_the_lease_is_taken_away() {
     }
     assert!(!beat.is_finished(), "heartbeat still running");
     // An operator removes the lease: the next heartbeat reports it lost.
-    admin.expire("hb").await.unwrap();
+    admin.evict("hb").await.unwrap();
     let (result, lease) = tokio::time::timeout(Duration::from_secs(10), beat)
         .await
         .expect("heartbeat ends")
@@ -348,15 +356,19 @@ async fn heartbeat_reports_loss_when_renewals_stop_reaching_the_store() {
         .lease("cut", &request("worker", duration))
         .await
         .unwrap();
+    // connect_with would check the table through the dead endpoint: build the
+    // store over a client configured by hand (it sends nothing).
+    let dead = store
+        .store()
+        .client()
+        .config()
+        .to_builder()
+        .endpoint_url("http://127.0.0.1:1")
+        .retry_config(RetryConfig::standard().with_max_attempts(1))
+        .build();
     let cut = LeaseStore::new(
-        DynamoStore::connect(
-            config
-                .clone()
-                .with_endpoint("http://127.0.0.1:1")
-                .with_max_attempts(1),
-        )
-        .await
-        .unwrap(),
+        DynamoStore::from_client(&aws_sdk_dynamodb::Client::from_conf(dead), config.clone())
+            .unwrap(),
     );
     let deadline = lease.deadline();
     let result = tokio::time::timeout(

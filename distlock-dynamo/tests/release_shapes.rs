@@ -90,7 +90,7 @@ async fn a_mutex_with_user_attributes_releases_by_entry_and_keeps_them() {
         .await
         .unwrap()
         .expect("free");
-    // User attributes arrive behind the lease (as seed 003's API sets them).
+    // User attributes arrive behind the lease (as the lease-pool API sets them).
     store
         .client()
         .update_item()

@@ -1,22 +1,36 @@
-//! `memory://` URLs.
+//! Connecting: [`MemoryStore::connect`] (a URL), [`MemoryStore::connect_with`]
+//! (a [`MemoryConfig`]), and the registry's [`MemoryConnector`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use async_trait::async_trait;
-use distlock_core::{Connector, Error, Locker, Result, StoreLocker, redact_url};
+use distlock_core::{Connector, Locker, Result, StoreLocker};
 use url::Url;
 
-use crate::MemoryStore;
+use crate::config::SCHEMES;
+use crate::{MemoryConfig, MemoryStore};
 
-/// The schemes this crate serves.
-pub const SCHEMES: &[&str] = &["memory"];
+impl MemoryStore {
+    /// The table a `memory://` or `memory://NAME` URL names (see
+    /// [`MemoryConfig::from_url`]): [`MemoryStore::connect_with`] its config.
+    ///
+    /// # Errors
+    /// [`InvalidUrl`](distlock_core::Error::InvalidUrl) for a bad URL.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(MemoryConfig::from_url(url)?).await
+    }
 
-/// Serves `memory://` (the process-wide default table) and `memory://NAME` (a
-/// named table): lockers connected to the same URL share one table, like
-/// clients of one server.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MemoryConnector;
+    /// The process's table named [`MemoryConfig::name`], created on first
+    /// use: every store connected with one name shares that table.
+    /// ([`MemoryStore::new`] is a private table of its own.)
+    ///
+    /// # Errors
+    /// None today; a `Result` like every backend's `connect_with`.
+    pub async fn connect_with(config: MemoryConfig) -> Result<Self> {
+        Ok(named(&config.name))
+    }
+}
 
 fn named(name: &str) -> MemoryStore {
     static TABLES: OnceLock<Mutex<HashMap<String, MemoryStore>>> = OnceLock::new();
@@ -29,6 +43,12 @@ fn named(name: &str) -> MemoryStore {
         .clone()
 }
 
+/// Serves `memory://` (the process-wide default table) and `memory://NAME` (a
+/// named table) exactly as [`MemoryStore::connect`] does: lockers connected to
+/// the same URL share one table, like clients of one server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryConnector;
+
 #[async_trait]
 impl Connector for MemoryConnector {
     fn schemes(&self) -> &'static [&'static str] {
@@ -36,24 +56,7 @@ impl Connector for MemoryConnector {
     }
 
     async fn connect(&self, url: &Url) -> Result<Arc<dyn Locker>> {
-        let invalid = |reason: &str| Error::InvalidUrl {
-            url: redact_url(url.as_str()),
-            reason: reason.to_owned(),
-        };
-        if !SCHEMES.contains(&url.scheme()) {
-            return Err(invalid("the memory backend serves memory:// only"));
-        }
-        if url.password().is_some() || !url.username().is_empty() || url.port().is_some() {
-            return Err(invalid(
-                "memory:// takes no user, password or port; use memory:// or memory://NAME",
-            ));
-        }
-        if !matches!(url.path(), "" | "/") || url.query().is_some() {
-            return Err(invalid(
-                "memory:// takes no path or options; use memory:// or memory://NAME",
-            ));
-        }
-        let name = url.host_str().unwrap_or("");
-        Ok(Arc::new(StoreLocker::new(named(name))))
+        let store = MemoryStore::connect(url.as_str()).await?;
+        Ok(Arc::new(StoreLocker::new(store)))
     }
 }

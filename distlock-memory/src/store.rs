@@ -143,22 +143,6 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    /// End every lease of `resource` now, as an operator or a failure would,
-    /// without telling holders or waiters. Returns how many leases ended. The
-    /// token counter is kept. (The conformance suite uses this.)
-    pub fn expire(&self, resource: &str) -> usize {
-        let mut shard = self.shard(resource);
-        let Some(entry) = shard.entries.get_mut(resource) else {
-            return 0;
-        };
-        let ended = entry.holders.len();
-        entry.holders.clear();
-        if entry.is_unused() {
-            shard.entries.remove(resource);
-        }
-        ended
-    }
-
     /// A locker over this table.
     pub fn locker(&self) -> StoreLocker<MemoryStore> {
         StoreLocker::new(self.clone())

@@ -74,9 +74,13 @@ impl Store for Faulty {
 
     async fn release(&self, resource: &str, key: LeaseKey) -> Result<bool> {
         if self.fault == Fault::ReleaseIgnoresKey {
-            return Ok(self.inner.expire(resource) > 0);
+            return Ok(self.inner.evict(resource).await? > 0);
         }
         self.inner.release(resource, key).await
+    }
+
+    async fn evict(&self, resource: &str) -> Result<usize> {
+        self.inner.evict(resource).await
     }
 
     async fn info(&self, resource: &str) -> Result<Option<Info>> {
@@ -114,7 +118,7 @@ impl Fixture for FaultyFixture {
     }
 
     async fn expire(&self, resource: &str) {
-        self.store.expire(resource);
+        self.store.evict(resource).await.expect("evict");
     }
 }
 

@@ -17,7 +17,9 @@ impl Fixture for Memory {
     }
 
     async fn expire(&self, resource: &str) {
-        self.0.expire(resource);
+        distlock::Store::evict(&self.0, resource)
+            .await
+            .expect("evict");
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 pub(crate) mod proxy;
 
-use distlock_dynamo::{DynamoConfig, DynamoConnector, DynamoStore};
+use distlock_dynamo::{DynamoConfig, DynamoStore};
 
 /// `DISTLOCK_DYNAMO_URL` (loud skip locally, panic under CI), with the
 /// credentials `scripts/services up dynamo` exports next to it: without them
@@ -45,16 +45,14 @@ pub(crate) fn table() -> String {
 /// The config the URL names, on a fresh table, with `skew` as the clock-skew
 /// allowance.
 pub(crate) fn config(url: &str, skew: Duration) -> DynamoConfig {
-    let parsed = url::Url::parse(url).expect("DISTLOCK_DYNAMO_URL parses");
-    let (mut config, _) = DynamoConnector::config_from_url(&parsed)
-        .expect("DISTLOCK_DYNAMO_URL is a dynamodb:// URL");
+    let mut config = DynamoConfig::from_url(url).expect("DISTLOCK_DYNAMO_URL is a dynamodb:// URL");
     config.table = table();
     config.with_clock_skew(skew)
 }
 
 /// A store on the config's table (created if needed).
 pub(crate) async fn store(config: DynamoConfig) -> DynamoStore {
-    let store = DynamoStore::connect(config).await.expect("connect");
-    store.create_table().await.expect("create table");
-    store
+    DynamoStore::connect_with(config.with_create_table(true))
+        .await
+        .expect("connect (creating the table)")
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use distlock_core::conformance::Fixture;
 use distlock_core::layer::Retrying;
-use distlock_core::{Connector, Locker};
+use distlock_core::{Connector, Locker, Store};
 use distlock_memory::{MemoryConnector, MemoryStore};
 
 /// Lockers over one shared in-process table, optionally behind a layer.
@@ -27,7 +27,7 @@ impl Fixture for MemoryFixture {
     }
 
     async fn expire(&self, resource: &str) {
-        self.store.expire(resource);
+        self.store.evict(resource).await.expect("evict");
     }
 
     fn connector(&self) -> Option<Arc<dyn Connector>> {

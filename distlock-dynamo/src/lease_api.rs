@@ -1,7 +1,8 @@
-//! Seed 003's lease API in Rust shape: lessees, acquire-or-renew, pools,
-//! heartbeats, listing, extra attributes.
+//! The lease-pool API: lessees, acquire-or-renew, pools, heartbeats,
+//! listing, extra attributes. Its shape follows the Go lease-pool API
+//! (`LockStore` / `Locker`) many services already use:
 //!
-//! | seed 003 (Go) | here |
+//! | Go lease-pool API | here |
 //! |---|---|
 //! | `LeaseRequest` interface (`LesseeID`, `LeaseDuration`) | [`LeaseRequest`] |
 //! | `Lease` (`LeaseID`, `AttributeValues`, `Request`, `Until`) | [`Lease`] (plus its fencing token and a local deadline) |
@@ -13,7 +14,7 @@
 //! | `LeaseNotObtainedError` | [`LeaseError::NotObtained`] |
 //! | (none) | [`LeaseStore::release`], [`LeaseStore::add_leases`] (create pool items) |
 //!
-//! As in the seed, a lease is held by a **lessee id**: asking again with the
+//! As in the Go API, a lease is held by a **lessee id**: asking again with the
 //! same id renews instead of failing, even from a restarted process. The lease
 //! key is therefore derived from the lease id and the lessee id (not random):
 //! anyone who knows a lessee id can renew or release its leases, so use
@@ -39,14 +40,14 @@ use distlock_core::{
 
 use crate::DynamoStore;
 use crate::error::{BACKEND, Op, map_sdk};
-use crate::item::{self, Snapshot};
+use crate::layout::{self, Snapshot};
 use crate::store::{Outcome, Want};
 
 /// Why a lease call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LeaseError {
-    /// Someone else holds the lease (or every lease of the pool): the seed's
+    /// Someone else holds the lease (or every lease of the pool): the Go API's
     /// `LeaseNotObtainedError`. An ordinary outcome; try again later.
     #[error("lease `{lease_id}` not obtained: held by another lessee")]
     NotObtained {
@@ -54,7 +55,7 @@ pub enum LeaseError {
         lease_id: String,
     },
     /// The lease was lost: a renewal was refused, or its deadline passed
-    /// without a confirmed renewal (the seed's `LeaseLostError`). Stop the work
+    /// without a confirmed renewal (the Go API's `LeaseLostError`). Stop the work
     /// it guarded.
     #[error("lease `{lease_id}` lost; stop using it")]
     Lost {
@@ -80,7 +81,7 @@ impl LeaseError {
 /// `Result` with [`LeaseError`].
 pub type LeaseResult<T> = std::result::Result<T, LeaseError>;
 
-/// Who asks for a lease and for how long (the seed's `LeaseRequest`).
+/// Who asks for a lease and for how long (the Go API's `LeaseRequest`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRequest {
     lessee_id: String,
@@ -107,7 +108,7 @@ impl LeaseRequest {
     }
 }
 
-/// A held lease (the seed's `Lease`).
+/// A held lease (the Go API's `Lease`).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Lease {
@@ -145,7 +146,7 @@ impl Lease {
     }
 }
 
-/// The seed's `LockStore` and `Locker` in one: leases on a DynamoDB table.
+/// The Go API's `LockStore` and `Locker` in one: leases on a DynamoDB table.
 ///
 /// Cheap to clone. [`LeaseStore::with_prefix`] confines the pool operations
 /// ([`list_lease_ids`](LeaseStore::list_lease_ids),
@@ -215,7 +216,8 @@ impl LeaseStore {
 
     fn check_attributes(&self, attributes: &HashMap<String, AttributeValue>) -> LeaseResult<()> {
         for name in attributes.keys() {
-            if item::is_reserved(name) || name == &self.store.config().hash_key || name.is_empty() {
+            if layout::is_reserved(name) || name == &self.store.config().hash_key || name.is_empty()
+            {
                 return Err(Error::invalid(
                     "attribute",
                     format!(
@@ -252,7 +254,7 @@ impl LeaseStore {
             lease_id: lease_id.to_owned(),
             attributes,
             request: request.clone(),
-            until: item::from_millis(expires_ms),
+            until: layout::from_millis(expires_ms),
             token,
             deadline: self.deadline(sent, request.duration),
             key,
@@ -260,7 +262,7 @@ impl LeaseStore {
     }
 
     /// Acquire `lease_id` for `request`'s lessee, or renew it if that lessee
-    /// holds it already (the seed's `Lease`). A renewal is one request; a new
+    /// holds it already (the Go API's `Lease`). A renewal is one request; a new
     /// grant two (the failed renewal returns the item, then one conditional write).
     ///
     /// # Errors
@@ -274,7 +276,7 @@ impl LeaseStore {
         self.lease_inner(lease_id, request, None).await
     }
 
-    /// [`LeaseStore::lease`], also setting `attributes` on the item (the seed's
+    /// [`LeaseStore::lease`], also setting `attributes` on the item (the Go API's
     /// extra attribute values; returned in [`Lease::attributes`]).
     ///
     /// # Errors
@@ -361,7 +363,7 @@ impl LeaseStore {
         }
     }
 
-    /// Renew `lease` every `every` until it is lost (the seed's `Heartbeat`).
+    /// Renew `lease` every `every` until it is lost (the Go API's `Heartbeat`).
     /// Never returns `Ok`: it returns [`LeaseError::Lost`] when a renewal is
     /// refused or the lease's deadline passes without a confirmed renewal
     /// (transient errors are retried until then), or a permanent store error.
@@ -409,8 +411,8 @@ impl LeaseStore {
             match answer {
                 Ok(_) => {
                     let now_ms = self.store.now_ms();
-                    lease.until = item::from_millis(
-                        now_ms.saturating_add(item::duration_ms(lease.request.duration)),
+                    lease.until = layout::from_millis(
+                        now_ms.saturating_add(layout::duration_ms(lease.request.duration)),
                     );
                     if lease.is_lost() {
                         return Err(lost(lease));
@@ -438,7 +440,7 @@ impl LeaseStore {
     }
 
     /// Every lease id in the table under the prefix, held or free, sorted (the
-    /// seed's `ListLeaseIDs`): a consistent `Scan`, page by page, projecting
+    /// Go API's `ListLeaseIDs`): a consistent `Scan`, page by page, projecting
     /// only the hash key.
     ///
     /// # Errors
@@ -468,7 +470,7 @@ impl LeaseStore {
             item.insert(hash_key.clone(), AttributeValue::S(id.to_owned()));
             if !attributes.is_empty() {
                 // Keeps the mutex fast path (a whole-item put) off this item.
-                item.insert(item::ATTRS.to_owned(), AttributeValue::Bool(true));
+                item.insert(layout::ATTRS.to_owned(), AttributeValue::Bool(true));
             }
             let answer = self
                 .store
@@ -490,6 +492,7 @@ impl LeaseStore {
                         resource: id,
                         write: true,
                         table: &self.store.config().table,
+                        endpoint: self.store.endpoint(),
                     };
                     return Err(map_sdk(op, e).into());
                 }
@@ -498,7 +501,7 @@ impl LeaseStore {
         Ok(created)
     }
 
-    /// Obtain any one lease of the table's items under the prefix (the seed's
+    /// Obtain any one lease of the table's items under the prefix (the Go API's
     /// `ObtainLease`: the items are the pool), trying them in random order.
     ///
     /// # Errors
@@ -535,7 +538,7 @@ impl LeaseStore {
     }
 
     /// Keep trying [`LeaseStore::obtain_lease`] every `period` (jittered) until a
-    /// lease is obtained (the seed's `WaitUntilLeaseObtained`). Transient store
+    /// lease is obtained (the Go API's `WaitUntilLeaseObtained`). Transient store
     /// errors are retried too.
     ///
     /// # Errors
@@ -578,10 +581,11 @@ impl LeaseStore {
     }
 }
 
-/// Sleep between half and all of `period` (at least a millisecond).
+/// Sleep between half and all of `period` (at least a millisecond): the
+/// workspace's jittered backoff with a constant step.
 async fn pause(period: Duration) {
     let period = period.max(Duration::from_millis(1));
-    tokio::time::sleep(period / 2 + period.mul_f64(fastrand::f64() / 2.0)).await;
+    tokio::time::sleep(distlock_core::Backoff::new(period, period).next_pause()).await;
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 //! | `dl_ttl` | N | epoch seconds after which DynamoDB's TTL may delete the item |
 //! | `dl_attrs` | BOOL | the item has user attributes: never replace it whole |
 //!
-//! Any other attribute is the user's ("extra attributes" of seed 003's leases).
+//! Any other attribute is the user's (the "extra attributes" of the lease-pool API's leases).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
