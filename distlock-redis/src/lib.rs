@@ -8,7 +8,7 @@
 //! use distlock_redis::RedisStore;
 //!
 //! # async fn demo() -> distlock_core::Result<()> {
-//! let locker = RedisStore::connect_url("redis://127.0.0.1:6379").await?.locker();
+//! let locker = RedisStore::connect("redis://127.0.0.1:6379").await?.locker();
 //! let options = LockOptions::new().with_wait_timeout(Duration::from_secs(5));
 //! let lock = locker.lock("invoice/42", &options).await?;
 //! // … write with lock.token() as the fencing token …
@@ -31,7 +31,7 @@
 //! instant before the granting request was sent, minus 1 % of the TTL and 2 ms
 //! (`TIME` is truncated to the millisecond).
 //!
-//! **Key layout** (see the table in the `keys` module source): `{P:R}` holds the
+//! **Key layout** (see the table in the `layout` module source): `{P:R}` holds the
 //! lease, `{P:R}:h` the semaphore details, `{P:R}:t` the token counter, and
 //! release publishes on `{P:R}:w`. All of a resource's names share the hash
 //! tag `{P:R}`, hence one Redis Cluster slot (checked against
@@ -124,15 +124,16 @@
 
 mod config;
 mod connect;
-mod keys;
-mod pubsub;
+mod error;
+mod layout;
 mod quorum;
 mod scripts;
 mod store;
+mod wakeup;
 
 pub use config::{DEFAULT_NAMESPACE, RedisConfig, SCHEMES};
 pub use connect::RedisConnector;
-pub use keys::hash_slot;
+pub use layout::hash_slot;
 pub use quorum::QuorumStore;
 pub use store::RedisStore;
 

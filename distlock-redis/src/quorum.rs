@@ -110,7 +110,7 @@ impl QuorumStore {
         }
         let n = configs.len();
         let answers = join_all(configs.into_iter().map(|config| async move {
-            match RedisStore::connect(config.clone()).await {
+            match RedisStore::connect_with(config.clone()).await {
                 Ok(store) => Ok((store, true)),
                 // Down now: connect on first use, so that it can come back.
                 Err(error) if error.is_transient() => {
@@ -441,6 +441,27 @@ impl Store for QuorumStore {
             .collect();
         names.sort_unstable();
         Ok(names)
+    }
+
+    /// On every server at once; the count is what a majority agrees on (the
+    /// `majority`-th largest of the servers' counts). The counters stay, so
+    /// the next grant's token is higher, as for a release.
+    async fn evict(&self, resource: &str) -> Result<usize> {
+        let majority = self.majority();
+        let answers = join_all(self.inner.stores.iter().map(|s| s.evict_raw(resource))).await;
+        let mut ended = Vec::with_capacity(answers.len());
+        let mut last_error = None;
+        for answer in answers {
+            match answer {
+                Ok(count) => ended.push(count),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        if ended.len() < majority {
+            return Err(last_error.unwrap_or_else(|| self.short(ended.len())));
+        }
+        ended.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(ended[majority - 1])
     }
 
     async fn subscribe(&self, resource: &str) -> Result<Option<Wakeup>> {

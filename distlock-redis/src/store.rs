@@ -9,15 +9,14 @@ use distlock_core::{
     AcquireRequest, Acquired, Capabilities, Error, Grant, Holder, Info, LeaseKey, RefreshRequest,
     Refreshed, Result, Store, StoreLocker, Wakeup,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, ServerErrorKind, Value};
+use redis::aio::ConnectionManager;
+use redis::{Cmd, FromRedisValue, RedisError, Value};
 
 use crate::RedisConfig;
-use crate::keys::{self, Keys};
-use crate::pubsub::Subscriber;
+use crate::error::{BACKEND, is_noscript, map_error, unexpected};
+use crate::layout::{self, Keys};
 use crate::scripts::SCRIPTS;
-
-pub(crate) const BACKEND: &str = "redis";
+use crate::wakeup::Subscriber;
 
 /// Leases per refresh script: a batch of 10,000 becomes 20 scripts sent in one
 /// pipeline (one round trip), and no script blocks the server for long (each
@@ -45,6 +44,8 @@ struct Inner {
     subscriber: Subscriber,
     /// The server runs in cluster mode: a script may only touch keys of one slot.
     cluster: bool,
+    /// `host:port` or the socket path, for errors.
+    endpoint: String,
 }
 
 impl fmt::Debug for RedisStore {
@@ -91,45 +92,6 @@ fn ms(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// Map a client error by meaning. `write`: the command changes state, so a
-/// connection lost after sending leaves its outcome unknown.
-pub(crate) fn map_error(
-    error: RedisError,
-    operation: &'static str,
-    resource: &str,
-    write: bool,
-) -> Error {
-    if error.is_connection_refusal() {
-        return Error::unavailable(BACKEND, error);
-    }
-    match error.kind() {
-        // Refused by the server before anything was written (loading, a
-        // replica after a failover, a cluster in transition): try again later.
-        ErrorKind::Server(
-            ServerErrorKind::BusyLoading
-            | ServerErrorKind::TryAgain
-            | ServerErrorKind::MasterDown
-            | ServerErrorKind::ClusterDown
-            | ServerErrorKind::ReadOnly,
-        ) => Error::unavailable(BACKEND, error),
-        ErrorKind::Io | ErrorKind::Parse if write => Error::OutcomeUnknown {
-            backend: BACKEND,
-            operation,
-            resource: resource.to_owned(),
-            source: Box::new(error),
-        },
-        ErrorKind::Io | ErrorKind::Parse => Error::unavailable(BACKEND, error),
-        _ => Error::store(BACKEND, error),
-    }
-}
-
-fn unexpected(what: &str, value: &impl fmt::Debug) -> Error {
-    Error::store(
-        BACKEND,
-        format!("unexpected reply to {what}: {value:?} (is the namespace used by something else?)"),
-    )
-}
-
 fn evalsha(script: &redis::Script, keys: &[&str]) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
@@ -139,74 +101,8 @@ fn evalsha(script: &redis::Script, keys: &[&str]) -> Cmd {
 /// The most data stored with one grant.
 pub(crate) const MAX_DATA_LEN: usize = 256 * 1024;
 
-fn manager_config(config: &RedisConfig) -> ConnectionManagerConfig {
-    // Reconnect at once, then back off (at most ~1.2 s of retries before a
-    // command fails; the next command starts over).
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(config.connect_timeout()))
-        .set_response_timeout(Some(config.response_timeout()))
-        .set_number_of_retries(3)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_secs(1))
-}
-
-fn connect_error(error: RedisError) -> Error {
-    if error.is_io_error() || error.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading) {
-        Error::unavailable(BACKEND, error)
-    } else {
-        Error::store(BACKEND, error)
-    }
-}
-
-fn is_noscript(error: &RedisError) -> bool {
-    error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-}
-
 impl RedisStore {
-    /// Connect to the server `config` names and load the scripts.
-    ///
-    /// # Errors
-    /// [`Unavailable`](Error::Unavailable) if the server cannot be reached,
-    /// [`Store`](Error::Store) if it refuses us (wrong password, no permission
-    /// for `EVALSHA`), [`InvalidUrl`](Error::InvalidUrl) if the TLS files are
-    /// unusable.
-    pub async fn connect(config: RedisConfig) -> Result<Self> {
-        let client = config.client(true)?;
-        let mut connection = ConnectionManager::new_with_config(client, manager_config(&config))
-            .await
-            .map_err(connect_error)?;
-        let mut load = redis::pipe();
-        for code in [
-            crate::scripts::ACQUIRE,
-            crate::scripts::REFRESH,
-            crate::scripts::RELEASE,
-            crate::scripts::INFO,
-            crate::scripts::RAISE,
-        ] {
-            load.cmd("SCRIPT").arg("LOAD").arg(code).ignore();
-        }
-        load.exec_async(&mut connection)
-            .await
-            .map_err(connect_error)?;
-        let info: String = redis::cmd("INFO")
-            .arg("cluster")
-            .query_async(&mut connection)
-            .await
-            .map_err(connect_error)?;
-        let cluster = info.contains("cluster_enabled:1");
-        Ok(Self::build(config, connection, cluster))
-    }
-
-    /// A store that connects on first use (quorum members that are down when
-    /// the quorum starts).
-    pub(crate) fn connect_lazy(config: RedisConfig) -> Result<Self> {
-        let client = config.client(true)?;
-        let connection = ConnectionManager::new_lazy_with_config(client, manager_config(&config))
-            .map_err(connect_error)?;
-        Ok(Self::build(config, connection, false))
-    }
-
-    fn build(config: RedisConfig, connection: ConnectionManager, cluster: bool) -> Self {
+    pub(crate) fn build(config: RedisConfig, connection: ConnectionManager, cluster: bool) -> Self {
         let caps = Capabilities::new(BACKEND)
             .with_min_ttl(Duration::from_millis(10))
             .with_max_data_len(MAX_DATA_LEN)
@@ -214,6 +110,7 @@ impl RedisStore {
             .with_batch_refresh(true)
             .with_clock_margin(Duration::from_millis(2));
         let subscriber = Subscriber::new(config.clone(), config.response_timeout());
+        let endpoint = config.endpoint();
         RedisStore {
             inner: Arc::new(Inner {
                 caps,
@@ -221,16 +118,9 @@ impl RedisStore {
                 config,
                 subscriber,
                 cluster,
+                endpoint,
             }),
         }
-    }
-
-    /// Connect by URL (see [`RedisConfig`] for the forms).
-    ///
-    /// # Errors
-    /// As [`RedisConfig::from_url`] and [`RedisStore::connect`].
-    pub async fn connect_url(url: &str) -> Result<Self> {
-        Self::connect(RedisConfig::from_url(url)?).await
     }
 
     /// A locker over this store (each locker has its own background refresher;
@@ -248,20 +138,15 @@ impl RedisStore {
         self.inner.config.namespace()
     }
 
-    /// End every lease of `resource` now, as an operator deleting its keys would,
-    /// without telling holders or waiters; the token counter is kept. Returns how
-    /// many keys were deleted.
-    ///
-    /// # Errors
-    /// As any command: [`Unavailable`](Error::Unavailable) and so on.
-    pub async fn expire(&self, resource: &str) -> Result<u64> {
-        let keys = Keys::new(self.namespace(), resource);
-        redis::cmd("DEL")
-            .arg(&keys.holders)
-            .arg(&keys.details)
-            .query_async(&mut self.inner.connection.clone())
-            .await
-            .map_err(|e| map_error(e, "expire", resource, true))
+    /// Map a command's error (see [`crate::error::map_error`]).
+    fn map_error(
+        &self,
+        error: RedisError,
+        operation: &'static str,
+        resource: &str,
+        write: bool,
+    ) -> Error {
+        map_error(error, &self.inner.endpoint, operation, resource, write)
     }
 
     /// Run a script: `EVALSHA`, or `EVAL` with its body if the server lost it
@@ -308,7 +193,7 @@ impl RedisStore {
                 },
             )
             .await
-            .map_err(|e| map_error(e, "acquire", request.resource, true))?;
+            .map_err(|e| self.map_error(e, "acquire", request.resource, true))?;
         match reply[..] {
             [1, token, expires_ms] if token > 0 => Ok(RawAcquired::Granted {
                 token: token as u64,
@@ -339,7 +224,9 @@ impl RedisStore {
         let slots: Vec<u16> = if self.inner.cluster {
             let slots: Vec<u16> = leases
                 .iter()
-                .map(|l| keys::hash_slot(keys::main_key(self.namespace(), l.resource).as_bytes()))
+                .map(|l| {
+                    layout::hash_slot(layout::main_key(self.namespace(), l.resource).as_bytes())
+                })
                 .collect();
             order.sort_by_key(|&i| slots[i]);
             slots
@@ -380,12 +267,12 @@ impl RedisStore {
                     .arg(crate::scripts::REFRESH)
                     .exec_async(&mut connection)
                     .await
-                    .map_err(|e| map_error(e, "refresh", &label, true))?;
+                    .map_err(|e| self.map_error(e, "refresh", &label, true))?;
                 pipe.query_async(&mut connection).await
             }
             other => other,
         }
-        .map_err(|e| map_error(e, "refresh", &label, true))?;
+        .map_err(|e| self.map_error(e, "refresh", &label, true))?;
         let mut outcomes = vec![false; leases.len()];
         if replies.len() != groups.len()
             || replies.iter().zip(&groups).any(|(r, g)| r.len() != g.len())
@@ -413,7 +300,7 @@ impl RedisStore {
                 },
             )
             .await
-            .map_err(|e| map_error(e, "release", resource, true))?;
+            .map_err(|e| self.map_error(e, "release", resource, true))?;
         Ok(released == 1)
     }
 
@@ -436,8 +323,23 @@ impl RedisStore {
                 },
             )
             .await
-            .map_err(|e| map_error(e, "acquire", resource, true))?;
+            .map_err(|e| self.map_error(e, "acquire", resource, true))?;
         Ok(raised == 1)
+    }
+
+    /// End every lease of `resource` (see [`Store::evict`]): one script.
+    pub(crate) async fn evict_raw(&self, resource: &str) -> Result<usize> {
+        let keys = Keys::new(self.namespace(), resource);
+        let ended: i64 = self
+            .run(
+                &SCRIPTS.evict,
+                crate::scripts::EVICT,
+                &[&keys.holders, &keys.details],
+                |_| {},
+            )
+            .await
+            .map_err(|e| self.map_error(e, "evict", resource, true))?;
+        Ok(usize::try_from(ended).unwrap_or(0))
     }
 
     pub(crate) async fn info_raw(&self, resource: &str) -> Result<Option<RawInfo>> {
@@ -450,12 +352,12 @@ impl RedisStore {
                 |_| {},
             )
             .await
-            .map_err(|e| map_error(e, "info", resource, false))?;
+            .map_err(|e| self.map_error(e, "info", resource, false))?;
         parse_info(&reply).ok_or_else(|| unexpected("info", &reply))
     }
 
     pub(crate) async fn list_raw(&self, prefix: &str) -> Result<Vec<String>> {
-        let pattern = keys::scan_pattern(self.namespace(), prefix);
+        let pattern = layout::scan_pattern(self.namespace(), prefix);
         let mut connection = self.inner.connection.clone();
         let mut names = Vec::new();
         let mut cursor: u64 = 0;
@@ -468,10 +370,10 @@ impl RedisStore {
                 .arg(1000)
                 .query_async(&mut connection)
                 .await
-                .map_err(|e| map_error(e, "list", prefix, false))?;
+                .map_err(|e| self.map_error(e, "list", prefix, false))?;
             for key in batch {
                 if let Ok(key) = std::str::from_utf8(&key)
-                    && let Some(resource) = keys::resource_of(self.namespace(), key)
+                    && let Some(resource) = layout::resource_of(self.namespace(), key)
                     && resource.starts_with(prefix)
                 {
                     names.push(resource.to_owned());
@@ -629,8 +531,12 @@ impl Store for RedisStore {
         self.list_raw(prefix).await
     }
 
+    async fn evict(&self, resource: &str) -> Result<usize> {
+        self.evict_raw(resource).await
+    }
+
     async fn subscribe(&self, resource: &str) -> Result<Option<Wakeup>> {
-        let channel = keys::channel(self.namespace(), resource);
+        let channel = layout::channel(self.namespace(), resource);
         self.inner.subscriber.subscribe(&channel).await.map(Some)
     }
 }
