@@ -10,7 +10,7 @@
 //! use distlock_etcd::{Election, EtcdStore};
 //!
 //! # async fn demo() -> distlock_core::Result<()> {
-//! let store = EtcdStore::connect_url("etcd://127.0.0.1:2379").await?;
+//! let store = EtcdStore::connect("etcd://127.0.0.1:2379").await?;
 //! let election = Election::new(store.locker(), "services/scheduler");
 //! let leadership = election.campaign("10.0.0.7:8080").await?; // waits its turn
 //! tokio::select! {
@@ -33,8 +33,8 @@ use etcd_client::{
 use futures_util::Stream;
 
 use crate::error::{Op, map};
-use crate::keys::Record;
-use crate::wait::Watch;
+use crate::layout::Record;
+use crate::wakeup::Watch;
 use crate::{EtcdLocker, EtcdStore};
 
 /// One office to elect a leader for. Cheap to clone.
@@ -200,7 +200,7 @@ async fn leader_at(store: &EtcdStore, name: &str) -> Result<(Option<Leader>, i64
         None => None,
         Some(kv) => {
             let record =
-                Record::decode(kv.value()).ok_or_else(|| crate::store::unreadable(kv.key()))?;
+                Record::decode(kv.value()).ok_or_else(|| crate::error::unreadable(kv.key()))?;
             Some(Leader {
                 owner: record.owner.clone(),
                 value: record.data.clone(),
@@ -250,7 +250,7 @@ impl Leadership {
             return Err(lost());
         };
         let mut record =
-            Record::decode(kv.value()).ok_or_else(|| crate::store::unreadable(kv.key()))?;
+            Record::decode(kv.value()).ok_or_else(|| crate::error::unreadable(kv.key()))?;
         record.data = value.into();
         let revision = i64::try_from(self.term()).unwrap_or(i64::MAX);
         let txn = Txn::new()

@@ -99,6 +99,18 @@ pub(crate) fn map(error: etcd_client::Error, op: Op, resource: &str) -> Error {
     }
 }
 
+/// A value under the lock prefix that distlock did not write.
+pub(crate) fn unreadable(key: &[u8]) -> Error {
+    Error::store(
+        BACKEND,
+        format!(
+            "key `{}` under the lock prefix has a value distlock cannot read; \
+             keep the prefix for distlock alone",
+            String::from_utf8_lossy(key).replace('\0', "\\0")
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

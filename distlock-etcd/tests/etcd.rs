@@ -26,13 +26,13 @@ async fn fifo_order_of_ten_waiters_one_wake_each() {
     let Some(url) = service_url() else { return };
     let admin = admin(&url).await;
     let r = unique("fifo");
-    let holder = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let holder = EtcdStore::connect(&url).await.unwrap().locker();
     let held = holder.try_lock(&r, &long()).await.unwrap().unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut stores = Vec::new();
     let mut tasks = Vec::new();
     for i in 0..10 {
-        let store = EtcdStore::connect_url(&url).await.unwrap();
+        let store = EtcdStore::connect(&url).await.unwrap();
         stores.push(store.clone());
         let locker = store.locker();
         let (r2, order) = (r.clone(), order.clone());
@@ -77,14 +77,14 @@ async fn semaphore_waiters_are_served_in_order() {
     let admin = admin(&url).await;
     let r = unique("sem");
     let options = long().with_permits(2);
-    let store = EtcdStore::connect_url(&url).await.unwrap();
+    let store = EtcdStore::connect(&url).await.unwrap();
     let locker = store.locker();
     let a = locker.try_lock(&r, &options).await.unwrap().unwrap();
     let b = locker.try_lock(&r, &options).await.unwrap().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut held = Vec::new();
     for i in 0..4 {
-        let locker = EtcdStore::connect_url(&url).await.unwrap().locker();
+        let locker = EtcdStore::connect(&url).await.unwrap().locker();
         let (r2, options, tx) = (r.clone(), options.clone(), tx.clone());
         held.push(tokio::spawn(async move {
             let lock = locker
@@ -147,7 +147,7 @@ async fn session_loss_fires_lost_on_all_its_locks() {
     let config = EtcdConfig::from_url(&url)
         .unwrap()
         .with_session_ttl(Duration::from_secs(3));
-    let store = EtcdStore::connect(config).await.unwrap();
+    let store = EtcdStore::connect_with(config).await.unwrap();
     let locker = store.locker();
     let options = LockOptions::new().with_ttl(Duration::from_secs(3));
     let base = unique("session");
@@ -177,7 +177,7 @@ async fn session_loss_fires_lost_on_all_its_locks() {
             .expect("lost fires");
     }
     assert!(revoked.elapsed() < Duration::from_secs(3), "within one TTL");
-    let other = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let other = EtcdStore::connect(&url).await.unwrap().locker();
     for lock in &locks {
         let again = other.try_lock(lock.resource(), &long()).await.unwrap();
         assert!(again.is_some(), "freed by the session's end");
@@ -199,9 +199,9 @@ async fn waiter_whose_lease_is_revoked_never_reports_a_lock() {
     let Some(url) = service_url() else { return };
     let admin = admin(&url).await;
     let r = unique("jepsen-11456");
-    let holder = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let holder = EtcdStore::connect(&url).await.unwrap().locker();
     let held = holder.try_lock(&r, &long()).await.unwrap().unwrap();
-    let waiter_store = EtcdStore::connect_url(&url).await.unwrap();
+    let waiter_store = EtcdStore::connect(&url).await.unwrap();
     let waiter = {
         let locker = waiter_store.locker();
         let r = r.clone();
@@ -222,7 +222,7 @@ async fn waiter_whose_lease_is_revoked_never_reports_a_lock() {
         Ok(lock) => panic!("granted a lock whose key had vanished: {lock:?}"),
         Err(other) => panic!("expected Lost, got {other}"),
     }
-    let third = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let third = EtcdStore::connect(&url).await.unwrap().locker();
     assert!(third.try_lock(&r, &long()).await.unwrap().is_some());
 }
 
@@ -235,7 +235,7 @@ async fn several_endpoints_with_one_down() {
         format!("etcd://127.0.0.1:1,{live}"),
         format!("etcd://{live}?endpoints=127.0.0.1:1"),
     ] {
-        let store = tokio::time::timeout(SOON, EtcdStore::connect_url(&form))
+        let store = tokio::time::timeout(SOON, EtcdStore::connect(&form))
             .await
             .expect("connect in time")
             .expect("connect with one endpoint down");
@@ -269,7 +269,7 @@ async fn many_locks_are_kept_alive_by_one_request_per_interval() {
     let config = EtcdConfig::from_url(&url)
         .unwrap()
         .with_session_ttl(Duration::from_secs(3));
-    let store = EtcdStore::connect(config).await.unwrap();
+    let store = EtcdStore::connect_with(config).await.unwrap();
     let locker = store.locker();
     let options = LockOptions::new().with_ttl(Duration::from_secs(3));
     let base = unique("many");
@@ -314,18 +314,9 @@ async fn many_locks_are_kept_alive_by_one_request_per_interval() {
 async fn election_campaign_observe_proclaim_resign() {
     let Some(url) = service_url() else { return };
     let office = unique("leader");
-    let a = Election::new(
-        EtcdStore::connect_url(&url).await.unwrap().locker(),
-        &office,
-    );
-    let b = Election::new(
-        EtcdStore::connect_url(&url).await.unwrap().locker(),
-        &office,
-    );
-    let observer = Election::new(
-        EtcdStore::connect_url(&url).await.unwrap().locker(),
-        &office,
-    );
+    let a = Election::new(EtcdStore::connect(&url).await.unwrap().locker(), &office);
+    let b = Election::new(EtcdStore::connect(&url).await.unwrap().locker(), &office);
+    let observer = Election::new(EtcdStore::connect(&url).await.unwrap().locker(), &office);
     let mut seen = Box::pin(observer.observe());
     let first = tokio::time::timeout(SOON, seen.next())
         .await
