@@ -7,7 +7,7 @@ use etcd_client::{Compare, CompareOp, GetResponse, PutOptions, Txn, TxnOp};
 
 use crate::EtcdStore;
 use crate::client::{first_range, revision_of};
-use crate::error::{BACKEND, Op, is_lease_not_found, map};
+use crate::error::{BACKEND, Op, is_lease_not_found};
 use crate::layout::Record;
 use crate::lease::LeaseHandle;
 
@@ -51,7 +51,7 @@ impl EtcdStore {
                     if !lease.session {
                         self.keep_spare(lease);
                     }
-                    return Err(from_client_error(error, request.resource, "acquire"));
+                    return Err(from_client_error(self, error, request.resource, "acquire"));
                 }
             }
         }
@@ -141,7 +141,12 @@ fn size_mismatch(resource: &str, requested: u32, existing: u32) -> etcd_client::
 }
 
 /// Undo [`size_mismatch`] and [`to_client_error`].
-fn from_client_error(error: etcd_client::Error, resource: &str, operation: &'static str) -> Error {
+fn from_client_error(
+    store: &EtcdStore,
+    error: etcd_client::Error,
+    resource: &str,
+    operation: &'static str,
+) -> Error {
     if let etcd_client::Error::Internal(message) = &error
         && let Some(rest) = message.strip_prefix(DISTLOCK_MARK)
     {
@@ -157,5 +162,5 @@ fn from_client_error(error: etcd_client::Error, resource: &str, operation: &'sta
         }
         return Error::store(BACKEND, rest.to_owned());
     }
-    map(error, Op::Write(operation), resource)
+    store.map_error(error, Op::Write(operation), resource)
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use distlock_core::{Capabilities, LeaseKey, Result, StoreLocker};
+use distlock_core::{Capabilities, Error, LeaseKey, Result, StoreLocker};
 use etcd_client::{
     Client, ConnectOptions, GetOptions, GetResponse, KeyValue, SortOrder, SortTarget, Txn,
     TxnOpResponse, TxnResponse,
@@ -108,6 +108,11 @@ impl fmt::Debug for EtcdStore {
 }
 
 impl EtcdStore {
+    /// Map a client error (see [`crate::error::map`]), naming the endpoints.
+    pub(crate) fn map_error(&self, error: etcd_client::Error, op: Op, resource: &str) -> Error {
+        map(error, &self.inner.config.endpoints.join(","), op, resource)
+    }
+
     /// A locker over this store (sharing its session).
     pub fn locker(&self) -> StoreLocker<EtcdStore> {
         StoreLocker::new(self.clone())
@@ -122,7 +127,7 @@ impl EtcdStore {
     pub async fn client(&self) -> Result<Client> {
         self.retry(|client| async move { Ok(Client::clone(&client)) })
             .await
-            .map_err(|e| map(e, Op::Read, ""))
+            .map_err(|e| self.map_error(e, Op::Read, ""))
     }
 
     /// The client of endpoint `index`, connecting it on first use.
@@ -199,7 +204,9 @@ impl EtcdStore {
     }
 
     pub(crate) async fn txn(&self, txn: Txn, op: Op, resource: &str) -> Result<TxnResponse> {
-        self.kv_txn(txn).await.map_err(|e| map(e, op, resource))
+        self.kv_txn(txn)
+            .await
+            .map_err(|e| self.map_error(e, op, resource))
     }
 
     /// Run `call` again while it fails before reaching etcd: the client spreads

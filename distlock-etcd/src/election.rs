@@ -32,7 +32,7 @@ use etcd_client::{
 };
 use futures_util::Stream;
 
-use crate::error::{Op, map};
+use crate::error::Op;
 use crate::layout::Record;
 use crate::wakeup::Watch;
 use crate::{EtcdLocker, EtcdStore};
@@ -194,7 +194,7 @@ async fn leader_at(store: &EtcdStore, name: &str) -> Result<(Option<Leader>, i64
                 .with_limit(1),
         )
         .await
-        .map_err(|e| map(e, Op::Read, name))?;
+        .map_err(|e| store.map_error(e, Op::Read, name))?;
     let revision = response.header().map_or(0, |h| h.revision());
     let leader = match response.kvs().first() {
         None => None,
@@ -245,7 +245,7 @@ impl Leadership {
             .store
             .kv_get(key.clone(), GetOptions::new())
             .await
-            .map_err(|e| map(e, Op::Read, resource))?;
+            .map_err(|e| self.store.map_error(e, Op::Read, resource))?;
         let Some(kv) = current.kvs().first() else {
             return Err(lost());
         };

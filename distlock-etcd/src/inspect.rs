@@ -9,7 +9,7 @@ use etcd_client::{GetOptions, KeyValue};
 use futures_util::future::join_all;
 
 use crate::EtcdStore;
-use crate::error::{Op, map, unreadable};
+use crate::error::{Op, unreadable};
 use crate::layout::Record;
 
 impl EtcdStore {
@@ -19,7 +19,7 @@ impl EtcdStore {
         let response = self
             .kv_get(prefix, Self::oldest_first())
             .await
-            .map_err(|e| map(e, Op::Read, resource))?;
+            .map_err(|e| self.map_error(e, Op::Read, resource))?;
         let Some(first) = response.kvs().first() else {
             return Ok(None);
         };
@@ -44,7 +44,7 @@ impl EtcdStore {
             })
             .await
             .map(|r| (id, r.ttl()))
-            .map_err(|e| map(e, Op::Read, resource))
+            .map_err(|e| self.map_error(e, Op::Read, resource))
         }))
         .await
         .into_iter()
@@ -77,7 +77,7 @@ impl EtcdStore {
         let response = self
             .kv_get(prefix, Self::oldest_first().with_limit(1))
             .await
-            .map_err(|e| map(e, Op::Read, resource))?;
+            .map_err(|e| self.map_error(e, Op::Read, resource))?;
         match response.kvs().first() {
             None => Ok(None),
             Some(kv) => Record::decode(kv.value())
@@ -92,7 +92,7 @@ impl EtcdStore {
         let response = self
             .kv_get(range, GetOptions::new().with_prefix().with_keys_only())
             .await
-            .map_err(|e| map(e, Op::Read, prefix))?;
+            .map_err(|e| self.map_error(e, Op::Read, prefix))?;
         let mut names: Vec<String> = Vec::new();
         for kv in response.kvs() {
             if let Some(name) = self.inner.layout.resource_of(kv.key())

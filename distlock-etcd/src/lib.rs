@@ -103,10 +103,18 @@
 //! notes in the source and the README. Cancelled or timed-out waits delete their
 //! key.
 //!
+//! **Force release** ([`Store::evict`](distlock_core::Store::evict), an
+//! operator's release by name) deletes every key of the resource in one
+//! request: the holders' keys, and the keys of waiters queued in etcd, whose
+//! `lock()` then fails with `Lost` (retrying it queues again). Tokens are
+//! create revisions, so the next grant's token is higher; evicted holders see
+//! `lost` at their next refresh.
+//!
 //! **Leader election** on top: [`Election`] (campaign, observe the leader,
 //! proclaim, resign).
 //!
-//! **Errors**: cannot connect → `Unavailable`; sent but no answer, timed out or
+//! **Errors** name the endpoints (`host:port`) and keep the client's error as
+//! their source: cannot connect → `Unavailable`; sent but no answer, timed out or
 //! leader changed → `OutcomeUnknown` (writes) / `Unavailable` (reads);
 //! permission, authentication, quota → `Store`. Passwords never appear in
 //! `Debug`, errors or logs.

@@ -36,7 +36,7 @@ use etcd_client::{
 
 use crate::EtcdStore;
 use crate::client::{first_range, revision_of};
-use crate::error::{BACKEND, Op, is_lease_not_found, map, unreadable};
+use crate::error::{BACKEND, Op, is_lease_not_found, unreadable};
 use crate::layout::Record;
 use crate::lease::LeaseHandle;
 use crate::wakeup::Watch;
@@ -101,7 +101,7 @@ pub(crate) async fn acquire_queued(
                 retried = true;
             }
             Err(JoinError::Client(error)) => {
-                return Err(map(error, Op::Write("acquire"), request.resource));
+                return Err(store.map_error(error, Op::Write("acquire"), request.resource));
             }
             Err(JoinError::Mismatch(existing)) => {
                 store.release_key(request.resource, request.key).await?;

@@ -14,7 +14,7 @@ use futures_util::future::join_all;
 use crate::EtcdStore;
 use crate::client::{first_range, locked};
 use crate::config::ttl_secs;
-use crate::error::{BACKEND, Op, is_lease_not_found, map};
+use crate::error::{BACKEND, Op, is_lease_not_found};
 use crate::lease::LeaseHandle;
 
 /// Most operations in one txn: etcd's default `--max-txn-ops`.
@@ -170,7 +170,7 @@ impl EtcdStore {
             let response = self
                 .kv_txn(Txn::new().and_then(reads))
                 .await
-                .map_err(|e| map(e, Op::Read, ""))?;
+                .map_err(|e| self.map_error(e, Op::Read, ""))?;
             let found: Vec<Option<i64>> = response
                 .op_responses()
                 .into_iter()
@@ -249,7 +249,9 @@ impl EtcdStore {
                     self.lease_gone(&new);
                     retried = true;
                 }
-                Err(error) => return Err(map(error, Op::Write("refresh"), request.resource)),
+                Err(error) => {
+                    return Err(self.map_error(error, Op::Write("refresh"), request.resource));
+                }
             }
         }
     }
@@ -302,10 +304,12 @@ impl EtcdStore {
         match kept {
             Ok(_) => {}
             Err(error) if is_lease_not_found(&error) => return Ok(Refreshed::NotHeld),
-            Err(error) => return Err(map(error, Op::Write("refresh"), request.resource)),
+            Err(error) => {
+                return Err(self.map_error(error, Op::Write("refresh"), request.resource));
+            }
         }
         let granted = granted
-            .map_err(|e| map(e, Op::Write("refresh"), request.resource))?
+            .map_err(|e| self.map_error(e, Op::Write("refresh"), request.resource))?
             .granted_ttl();
         let secs = ttl_secs(request.ttl);
         if granted <= 0 {
@@ -319,7 +323,7 @@ impl EtcdStore {
         let moved = self
             .move_key(&name, id, &new)
             .await
-            .map_err(|e| map(e, Op::Write("refresh"), request.resource))?;
+            .map_err(|e| self.map_error(e, Op::Write("refresh"), request.resource))?;
         Ok(if matches!(moved, Moved::Done) {
             Refreshed::Renewed
         } else {

@@ -6,7 +6,7 @@ use etcd_client::DeleteOptions;
 
 use crate::EtcdStore;
 use crate::client::kv_of;
-use crate::error::{Op, map};
+use crate::error::Op;
 use crate::layout::Record;
 
 impl EtcdStore {
@@ -19,7 +19,7 @@ impl EtcdStore {
         let response = self
             .kv_delete(name)
             .await
-            .map_err(|e| map(e, Op::Write("release"), resource))?;
+            .map_err(|e| self.map_error(e, Op::Write("release"), resource))?;
         let released = response.deleted() > 0;
         if let Some(lease) = lease
             && !lease.session
@@ -51,7 +51,7 @@ impl EtcdStore {
                 }
             })
             .await
-            .map_err(|e| map(e, Op::Write("evict"), resource))?;
+            .map_err(|e| self.map_error(e, Op::Write("evict"), resource))?;
         let mut deleted = response.prev_kvs().to_vec();
         deleted.sort_by_key(etcd_client::KeyValue::create_revision);
         let Some(oldest) = deleted.first() else {

@@ -10,7 +10,7 @@ use distlock_core::{Error, Result};
 use crate::EtcdStore;
 use crate::client::locked;
 use crate::config::ttl_secs;
-use crate::error::{BACKEND, Op, is_lease_not_found, map};
+use crate::error::{BACKEND, Op, is_lease_not_found};
 use crate::lease::LeaseHandle;
 
 impl EtcdStore {
@@ -55,7 +55,7 @@ impl EtcdStore {
                 async move { lease.grant(secs, None).await }
             })
             .await
-            .map_err(|e| map(e, Op::Read, ""))?;
+            .map_err(|e| self.map_error(e, Op::Read, ""))?;
         if !response.error().is_empty() {
             return Err(Error::store(
                 BACKEND,
@@ -93,7 +93,7 @@ impl EtcdStore {
                 self.lease_gone(lease);
                 Ok(false)
             }
-            Err(error) => Err(map(error, Op::Write("refresh"), "")),
+            Err(error) => Err(self.map_error(error, Op::Write("refresh"), "")),
         }
     }
 

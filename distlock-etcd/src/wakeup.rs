@@ -6,7 +6,7 @@ use distlock_core::{Error, Result, Wakeup};
 use etcd_client::{WatchFilterType, WatchOptions, WatchStream};
 
 use crate::EtcdStore;
-use crate::error::{BACKEND, Op, map};
+use crate::error::{BACKEND, Op};
 
 /// A wake-up for the next deletion of a key of `resource` (a release, an
 /// expiry, an eviction), armed before this returns.
@@ -25,6 +25,8 @@ pub(crate) async fn next_release(store: &EtcdStore, resource: &str) -> Result<Wa
 /// revision are not missed.
 pub(crate) struct Watch {
     stream: WatchStream,
+    /// For mapping errors.
+    store: EtcdStore,
 }
 
 impl Watch {
@@ -41,9 +43,12 @@ impl Watch {
                 async move { client.watch(key, Some(options)).await }
             })
             .await
-            .map_err(|e| map(e, Op::Read, resource))?;
+            .map_err(|e| store.map_error(e, Op::Read, resource))?;
         match stream.message().await {
-            Ok(Some(answer)) if answer.created() => Ok(Watch { stream }),
+            Ok(Some(answer)) if answer.created() => Ok(Watch {
+                stream,
+                store: store.clone(),
+            }),
             Ok(Some(answer)) => Err(Error::store(
                 BACKEND,
                 format!("watch refused: {}", answer.cancel_reason()),
@@ -52,7 +57,7 @@ impl Watch {
                 BACKEND,
                 "watch stream closed before it was created",
             )),
-            Err(e) => Err(map(e, Op::Read, resource)),
+            Err(e) => Err(store.map_error(e, Op::Read, resource)),
         }
     }
 
@@ -68,7 +73,7 @@ impl Watch {
                 Ok(None) => {
                     return Err(Error::unavailable(BACKEND, "watch stream ended"));
                 }
-                Err(e) => return Err(map(e, Op::Read, "")),
+                Err(e) => return Err(self.store.map_error(e, Op::Read, "")),
             }
         }
     }

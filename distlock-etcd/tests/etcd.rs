@@ -370,3 +370,50 @@ async fn election_campaign_observe_proclaim_resign() {
     }
     leader_b.resign().await.unwrap();
 }
+
+/// The texts of an error and its sources, outermost first.
+fn chain(error: &dyn std::error::Error) -> Vec<String> {
+    let mut out = vec![error.to_string()];
+    let mut next = error.source();
+    while let Some(e) = next {
+        out.push(e.to_string());
+        next = e.source();
+    }
+    out
+}
+
+/// A closed port is `Unavailable` at once, naming the endpoint, with the
+/// refusal in the error chain once and no link repeating the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_unavailable_at_once_naming_the_endpoint() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let error = EtcdStore::connect(&format!("etcd://user:hunter2@127.0.0.1:{port}"))
+        .await
+        .expect_err("nothing listens there");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    let links = chain(&error);
+    assert!(links[0].contains(&format!("127.0.0.1:{port}")), "{links:?}");
+    assert!(
+        !format!("{links:?} {error:?}").contains("hunter2"),
+        "{links:?}"
+    );
+    // Below the core's own line, every link adds something.
+    for pair in links[1..].windows(2) {
+        assert!(!pair[0].contains(&pair[1]), "repeated: {links:?}");
+    }
+    let refused = links
+        .iter()
+        .filter(|l| l.to_lowercase().contains("connection refused"))
+        .count();
+    assert_eq!(refused, 1, "{links:?}");
+}
