@@ -125,11 +125,15 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod acquire;
 mod config;
 mod connect;
 mod error;
+mod inspect;
 mod layout;
 mod quorum;
+mod refresh;
+mod release;
 mod scripts;
 mod store;
 mod wakeup;

@@ -14,7 +14,9 @@ use futures_util::StreamExt;
 use futures_util::future::{join_all, select_all};
 use futures_util::stream::FuturesUnordered;
 
-use crate::store::{RawAcquired, RawInfo, wall};
+use crate::acquire::RawAcquired;
+use crate::inspect::{RawHolder, RawInfo};
+use crate::store::wall;
 use crate::{RedisConfig, RedisStore};
 
 const BACKEND: &str = "redlock";
@@ -527,8 +529,7 @@ impl QuorumStore {
         let mut answered = 0;
         let mut permits = 1;
         // Per lease key: the copies, and how often each token was seen.
-        let mut seen: HashMap<Vec<u8>, (usize, HashMap<u64, usize>, crate::store::RawHolder)> =
-            HashMap::new();
+        let mut seen: HashMap<Vec<u8>, (usize, HashMap<u64, usize>, RawHolder)> = HashMap::new();
         for info in answers.into_iter().flatten() {
             answered += 1;
             let Some(info) = info else { continue };
