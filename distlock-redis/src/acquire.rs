@@ -3,10 +3,10 @@
 use distlock_core::{AcquireRequest, LeaseKey, Result};
 
 use crate::RedisStore;
+use crate::client::ms;
 use crate::error::unexpected;
 use crate::layout::Keys;
 use crate::scripts::SCRIPTS;
-use crate::store::ms;
 
 /// The answer of the acquire script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,10 @@ use distlock_core::{Holder, Info, Result};
 use redis::Value;
 
 use crate::RedisStore;
+use crate::client::wall;
 use crate::error::unexpected;
 use crate::layout::{self, Keys};
 use crate::scripts::SCRIPTS;
-use crate::store::wall;
 
 /// One live lease as the info script reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]

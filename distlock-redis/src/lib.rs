@@ -126,6 +126,7 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod acquire;
+mod client;
 mod config;
 mod connect;
 mod error;
@@ -138,11 +139,11 @@ mod scripts;
 mod store;
 mod wakeup;
 
+pub use client::RedisStore;
 pub use config::{DEFAULT_NAMESPACE, RedisConfig, SCHEMES};
 pub use connect::RedisConnector;
 pub use layout::hash_slot;
 pub use quorum::QuorumStore;
-pub use store::RedisStore;
 
 /// A [`Locker`](distlock_core::Locker) over one Redis server.
 pub type RedisLocker = distlock_core::StoreLocker<RedisStore>;

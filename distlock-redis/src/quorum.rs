@@ -15,8 +15,8 @@ use futures_util::future::{join_all, select_all};
 use futures_util::stream::FuturesUnordered;
 
 use crate::acquire::RawAcquired;
+use crate::client::wall;
 use crate::inspect::{RawHolder, RawInfo};
-use crate::store::wall;
 use crate::{RedisConfig, RedisStore};
 
 const BACKEND: &str = "redlock";
@@ -140,7 +140,7 @@ impl QuorumStore {
             inner: Arc::new(Inner {
                 caps: Capabilities::new(BACKEND)
                     .with_min_ttl(Duration::from_millis(10))
-                    .with_max_data_len(crate::store::MAX_DATA_LEN)
+                    .with_max_data_len(crate::client::MAX_DATA_LEN)
                     .with_push_wakeup(true)
                     .with_batch_refresh(true)
                     .with_clock_margin(Duration::from_millis(2)),

@@ -3,10 +3,10 @@
 use distlock_core::{RefreshRequest, Result};
 
 use crate::RedisStore;
+use crate::client::{evalsha, ms};
 use crate::error::{is_noscript, unexpected};
 use crate::layout::{self, Keys};
 use crate::scripts::SCRIPTS;
-use crate::store::{evalsha, ms};
 
 /// Leases per refresh script: a batch of 10,000 becomes 20 scripts sent in one
 /// pipeline (one round trip), and no script blocks the server for long (each
