@@ -417,3 +417,39 @@ async fn a_closed_port_is_unavailable_at_once_naming_the_endpoint() {
         .count();
     assert_eq!(refused, 1, "{links:?}");
 }
+
+/// An eviction counts the holders only, deletes the queued waiters' keys too
+/// (their `lock()` ends with `Lost`), and the next grant's token is higher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evict_ends_holders_and_the_queue() {
+    use distlock_core::Store;
+    let Some(url) = service_url() else { return };
+    let admin = admin(&url).await;
+    let r = unique("evict");
+    let operator = EtcdStore::connect(&url).await.unwrap();
+    let holder = EtcdStore::connect(&url).await.unwrap().locker();
+    let short = LockOptions::new().with_ttl(Duration::from_secs(3));
+    let held = holder.try_lock(&r, &short).await.unwrap().unwrap();
+    let waiter = EtcdStore::connect(&url).await.unwrap().locker();
+    let r2 = r.clone();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .lock(&r2, &long().with_wait_timeout(SOON * 2))
+            .await
+            .map(|lock| lock.token())
+    });
+    eventually("waiter queued", SOON, || {
+        let admin = admin.clone();
+        let r = r.clone();
+        async move { queue(&admin, &r).await.len() == 2 }
+    })
+    .await;
+    assert_eq!(operator.evict(&r).await.unwrap(), 1, "one holder");
+    let waited = tokio::time::timeout(SOON, waiting).await.unwrap().unwrap();
+    assert!(matches!(waited, Err(Error::Lost { .. })), "{waited:?}");
+    tokio::time::timeout(SOON, held.lost()).await.unwrap();
+    let next = holder.try_lock(&r, &long()).await.unwrap().unwrap();
+    assert!(next.token() > held.token());
+    next.release().await.unwrap();
+    assert_eq!(operator.evict(&r).await.unwrap(), 0, "nothing left");
+}

@@ -698,3 +698,50 @@ async fn a_closed_port_is_unavailable_at_once_naming_the_endpoint() {
         .count();
     assert_eq!(refused, 1, "{links:?}");
 }
+
+/// An eviction ends every lease at once, wakes a waiter at once (no wait for
+/// the holder's TTL), and the next token is higher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evict_wakes_waiters_and_fences() {
+    use distlock_core::Store;
+    let Some(url) = distlock_core::conformance::service_url("DISTLOCK_REDIS_URL") else {
+        return;
+    };
+    let url = format!("{url}?namespace={}", namespace());
+    let operator = RedisStore::connect(&url).await.unwrap();
+    let holder = RedisStore::connect(&url).await.unwrap().locker();
+    let long = LockOptions::new().with_ttl(Duration::from_secs(60));
+    let held = holder.try_lock("e", &long).await.unwrap().unwrap();
+    let waiter = RedisStore::connect(&url).await.unwrap().locker();
+    let waiting = tokio::spawn(async move {
+        let lock = waiter
+            .lock("e", &LockOptions::new().with_wait_timeout(SOON))
+            .await
+            .unwrap();
+        (Instant::now(), lock)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let evicted = Instant::now();
+    assert_eq!(operator.evict("e").await.unwrap(), 1);
+    let (granted, lock) = within("waiter granted", SOON, waiting).await.unwrap();
+    assert!(
+        granted - evicted < Duration::from_secs(2),
+        "{:?}",
+        granted - evicted
+    );
+    assert!(lock.token() > held.token());
+    lock.release().await.unwrap();
+    assert_eq!(operator.evict("e").await.unwrap(), 0);
+    // Semaphore leases are counted one by one.
+    let three = LockOptions::new()
+        .with_permits(3)
+        .with_ttl(Duration::from_secs(2));
+    let a = holder.try_lock("s", &three).await.unwrap().unwrap();
+    let b = holder.try_lock("s", &three).await.unwrap().unwrap();
+    assert_eq!(operator.evict("s").await.unwrap(), 2);
+    within("evicted holders lost", SOON, async {
+        a.lost().await;
+        b.lost().await;
+    })
+    .await;
+}
