@@ -131,7 +131,7 @@ async fn peer_handoff(client: &Client, samples: usize) -> Latencies {
 }
 
 async fn new_locker(url: &str) -> Arc<dyn Locker> {
-    Arc::new(EtcdStore::connect_url(url).await.unwrap().locker())
+    Arc::new(EtcdStore::connect(url).await.unwrap().locker())
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -149,7 +149,7 @@ async fn main() {
     let client = Client::connect(&config.endpoints, None).await.unwrap();
     let raw_lease = client.clone().lease_grant(60, None).await.unwrap().id();
     let peer_lease = client.clone().lease_grant(60, None).await.unwrap().id();
-    let store = EtcdStore::connect_url(&url).await.unwrap();
+    let store = EtcdStore::connect(&url).await.unwrap();
     let locker = store.locker();
     let manual = LockOptions::new().manual_refresh();
     let auto = LockOptions::new();
@@ -172,7 +172,7 @@ async fn main() {
 
     let samples = if full { 200 } else { 5 };
     let write = writes(&client, samples * 2).await;
-    let holder = EtcdStore::connect_url(&url).await.unwrap();
+    let holder = EtcdStore::connect(&url).await.unwrap();
     let prefix = holder.resource_prefix("bench/handoff");
     let ours_handoff = handoff(
         &holder.locker(),
@@ -228,7 +228,7 @@ async fn main() {
         .with_concurrency(64)
         .counting("refresh requests (keep-alives + existence txns)");
     let session = EtcdConfig::from_url(&url).unwrap().with_session_ttl(ttl);
-    let holder = EtcdStore::connect(session).await.unwrap().locker();
+    let holder = EtcdStore::connect_with(session).await.unwrap().locker();
     tiers
         .run(&mut report, &lockers, &holder, |l| {
             let stats = l.store().stats();

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use distlock_core::{DEFAULT_TTL, Error, Result, redact_url};
+use distlock_core::{DEFAULT_TTL, Error, Result, UrlOptions, redact_url};
 use percent_encoding::percent_decode_str;
 use url::Url;
 
@@ -18,6 +18,21 @@ pub const DEFAULT_PREFIX: &str = "distlock";
 /// (1 s by default), rounded up to whole seconds. Measured on etcd 3.4.23 and
 /// 3.5: a grant of 1 s comes back as 2 s.
 pub const MIN_TTL: Duration = Duration::from_secs(2);
+
+/// The query options a URL may carry.
+const OPTIONS: &[&str] = &[
+    "session_ttl",
+    "timeout",
+    "connect_timeout",
+    "endpoints",
+    "ca",
+    "cert",
+    "key",
+    "domain",
+];
+
+/// The environment variable [`EtcdConfig::from_env`] reads.
+const ENV_URL: &str = "DISTLOCK_ETCD_URL";
 
 /// How to reach an etcd cluster. Build with [`EtcdConfig::new`] and the `with_*`
 /// methods, or from a URL with [`EtcdConfig::from_url`].
@@ -38,9 +53,10 @@ pub const MIN_TTL: Duration = Duration::from_secs(2);
 /// - options: `session_ttl` (default 30 s), `timeout` (per request, default 5 s),
 ///   `connect_timeout` (default 3 s), for `etcds` `ca` (PEM file of the CA),
 ///   `cert` and `key` (client certificate), `domain` (name to verify); durations
-///   as `30`, `30s`, `500ms` or `2m`.
+///   as `30` (seconds), `30s`, `500ms`, `1.5s` or `2m`.
 ///
-/// Unknown options are an error (a typo must not be ignored silently).
+/// Unknown or repeated options are an error (a typo must not be ignored
+/// silently). [`EtcdConfig::from_env`] reads the URL from `DISTLOCK_ETCD_URL`.
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct EtcdConfig {
@@ -228,6 +244,22 @@ impl EtcdConfig {
         Ok(config)
     }
 
+    /// The URL in the environment variable `DISTLOCK_ETCD_URL` (the one the
+    /// tests use), as [`EtcdConfig::from_url`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming the variable when it is unset or not
+    /// Unicode, else as [`EtcdConfig::from_url`].
+    pub fn from_env() -> Result<Self> {
+        let url = std::env::var(ENV_URL).map_err(|e| {
+            Error::invalid(
+                "environment",
+                format!("{ENV_URL} ({e}): set it to a URL such as etcd://127.0.0.1:2379"),
+            )
+        })?;
+        Self::from_url(&url)
+    }
+
     /// Build from a URL that a parser already accepted (the [`Connector`](distlock_core::Connector) path).
     ///
     /// # Errors
@@ -278,43 +310,34 @@ impl EtcdConfig {
         if url.fragment().is_some() {
             return Err(invalid("a fragment (#…) means nothing here".into()));
         }
-        let mut cert = None;
-        let mut key = None;
-        for (name, value) in url.query_pairs() {
-            let duration = || {
-                parse_duration(&value).ok_or_else(|| {
-                    invalid(format!(
-                        "option `{name}`: `{value}` is not a duration (30, 30s, 500ms, 2m)"
-                    ))
-                })
-            };
-            match &*name {
-                "session_ttl" => config.session_ttl = duration()?,
-                "timeout" => config.request_timeout = duration()?,
-                "connect_timeout" => config.connect_timeout = duration()?,
-                "endpoints" => {
-                    for host in value.split(',').filter(|h| !h.is_empty()) {
-                        let endpoint = Url::parse(&format!("etcd://{host}"))
-                            .ok()
-                            .and_then(|u| endpoint_of(&u))
-                            .ok_or_else(|| {
-                                invalid(format!("endpoint `{host}` is not host:port"))
-                            })?;
-                        config.endpoints.push(endpoint);
-                    }
-                }
-                "ca" => config.ca_file = Some(PathBuf::from(&*value)),
-                "cert" => cert = Some(PathBuf::from(&*value)),
-                "key" => key = Some(PathBuf::from(&*value)),
-                "domain" => config.domain = Some(value.into_owned()),
-                other => {
-                    return Err(invalid(format!(
-                        "unknown option `{other}`; known: session_ttl, timeout, \
-                         connect_timeout, endpoints, ca, cert, key, domain"
-                    )));
-                }
+        let mut options = UrlOptions::parse(url)?;
+        if let Some(ttl) = options.take_duration("session_ttl")? {
+            config.session_ttl = ttl;
+        }
+        if let Some(timeout) = options.take_duration("timeout")? {
+            config.request_timeout = timeout;
+        }
+        if let Some(timeout) = options.take_duration("connect_timeout")? {
+            config.connect_timeout = timeout;
+        }
+        if let Some(value) = options.take("endpoints") {
+            for host in value.split(',').filter(|h| !h.is_empty()) {
+                let endpoint = Url::parse(&format!("etcd://{host}"))
+                    .ok()
+                    .and_then(|u| endpoint_of(&u))
+                    .ok_or_else(|| invalid(format!("endpoint `{host}` is not host:port")))?;
+                config.endpoints.push(endpoint);
             }
         }
+        if let Some(ca) = options.take("ca") {
+            config.ca_file = Some(PathBuf::from(ca));
+        }
+        let cert = options.take("cert").map(PathBuf::from);
+        let key = options.take("key").map(PathBuf::from);
+        if let Some(domain) = options.take("domain") {
+            config.domain = Some(domain);
+        }
+        options.finish(OPTIONS)?;
         match (cert, key) {
             (Some(cert), Some(key)) => config.client_cert = Some((cert, key)),
             (None, None) => {}
@@ -359,27 +382,6 @@ fn split_hosts(url: &str) -> (String, Vec<String>) {
     }
     let first = format!("{scheme}://{userinfo}{}{tail}", parts[0]);
     (first, parts[1..].iter().map(|s| (*s).to_owned()).collect())
-}
-
-/// `30`, `30s`, `500ms`, `2m`, `1h`.
-fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let seconds = match unit {
-        "" | "s" => number,
-        "ms" => number / 1000.0,
-        "m" => number * 60.0,
-        "h" => number * 3600.0,
-        _ => return None,
-    };
-    if !seconds.is_finite() || !(0.0..=1e9).contains(&seconds) {
-        return None;
-    }
-    Some(Duration::from_secs_f64(seconds))
 }
 
 /// A TTL as etcd's whole seconds, rounded up (a lease never ends before the TTL).
@@ -442,10 +444,13 @@ mod tests {
 
     #[test]
     fn durations_and_seconds() {
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("x"), None);
+        let config = EtcdConfig::from_url("etcd://h:1?session_ttl=30&timeout=2m").unwrap();
+        assert_eq!(config.session_ttl, Duration::from_secs(30));
+        assert_eq!(config.request_timeout, Duration::from_secs(120));
+        let config = EtcdConfig::from_url("etcd://h:1?connect_timeout=250ms").unwrap();
+        assert_eq!(config.connect_timeout, Duration::from_millis(250));
+        assert!(EtcdConfig::from_url("etcd://h:1?timeout=x").is_err());
+        assert!(EtcdConfig::from_url("etcd://h:1?timeout=1s&timeout=2s").is_err());
         assert_eq!(ttl_secs(Duration::from_millis(2500)), 3);
         assert_eq!(ttl_secs(Duration::from_secs(30)), 30);
     }

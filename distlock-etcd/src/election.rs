@@ -10,7 +10,7 @@
 //! use distlock_etcd::{Election, EtcdStore};
 //!
 //! # async fn demo() -> distlock_core::Result<()> {
-//! let store = EtcdStore::connect_url("etcd://127.0.0.1:2379").await?;
+//! let store = EtcdStore::connect("etcd://127.0.0.1:2379").await?;
 //! let election = Election::new(store.locker(), "services/scheduler");
 //! let leadership = election.campaign("10.0.0.7:8080").await?; // waits its turn
 //! tokio::select! {
@@ -32,9 +32,9 @@ use etcd_client::{
 };
 use futures_util::Stream;
 
-use crate::error::{Op, map};
-use crate::keys::Record;
-use crate::wait::Watch;
+use crate::error::Op;
+use crate::layout::Record;
+use crate::wakeup::Watch;
 use crate::{EtcdLocker, EtcdStore};
 
 /// One office to elect a leader for. Cheap to clone.
@@ -194,13 +194,13 @@ async fn leader_at(store: &EtcdStore, name: &str) -> Result<(Option<Leader>, i64
                 .with_limit(1),
         )
         .await
-        .map_err(|e| map(e, Op::Read, name))?;
+        .map_err(|e| store.map_error(e, Op::Read, name))?;
     let revision = response.header().map_or(0, |h| h.revision());
     let leader = match response.kvs().first() {
         None => None,
         Some(kv) => {
             let record =
-                Record::decode(kv.value()).ok_or_else(|| crate::store::unreadable(kv.key()))?;
+                Record::decode(kv.value()).ok_or_else(|| crate::error::unreadable(kv.key()))?;
             Some(Leader {
                 owner: record.owner.clone(),
                 value: record.data.clone(),
@@ -245,12 +245,12 @@ impl Leadership {
             .store
             .kv_get(key.clone(), GetOptions::new())
             .await
-            .map_err(|e| map(e, Op::Read, resource))?;
+            .map_err(|e| self.store.map_error(e, Op::Read, resource))?;
         let Some(kv) = current.kvs().first() else {
             return Err(lost());
         };
         let mut record =
-            Record::decode(kv.value()).ok_or_else(|| crate::store::unreadable(kv.key()))?;
+            Record::decode(kv.value()).ok_or_else(|| crate::error::unreadable(kv.key()))?;
         record.data = value.into();
         let revision = i64::try_from(self.term()).unwrap_or(i64::MAX);
         let txn = Txn::new()

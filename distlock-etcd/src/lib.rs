@@ -5,7 +5,7 @@
 //! use distlock_etcd::EtcdStore;
 //!
 //! # async fn demo() -> distlock_core::Result<()> {
-//! let store = EtcdStore::connect_url("etcd://127.0.0.1:2379").await?;
+//! let store = EtcdStore::connect("etcd://127.0.0.1:2379").await?;
 //! let locker = store.locker();
 //! let lock = locker.try_lock("invoice/42", &LockOptions::new()).await?.expect("free");
 //! // Hand lock.token() to the storage you guard; it rejects older tokens.
@@ -99,33 +99,48 @@
 //!
 //! **Waiting** ([`Store::acquire_queued`](distlock_core::Store::acquire_queued)):
 //! FIFO in etcd's own queue, each waiter woken by its predecessor only, with the
-//! etcd#11456 re-check of its own key before any grant: see the `wait` module
+//! etcd#11456 re-check of its own key before any grant: see the `queue` module
 //! notes in the source and the README. Cancelled or timed-out waits delete their
 //! key.
+//!
+//! **Force release** ([`Store::evict`](distlock_core::Store::evict), an
+//! operator's release by name) deletes every key of the resource in one
+//! request: the holders' keys, and the keys of waiters queued in etcd, whose
+//! `lock()` then fails with `Lost` (retrying it queues again). Tokens are
+//! create revisions, so the next grant's token is higher; evicted holders see
+//! `lost` at their next refresh.
 //!
 //! **Leader election** on top: [`Election`] (campaign, observe the leader,
 //! proclaim, resign).
 //!
-//! **Errors**: cannot connect → `Unavailable`; sent but no answer, timed out or
+//! **Errors** name the endpoints (`host:port`) and keep the client's error as
+//! their source: cannot connect → `Unavailable`; sent but no answer, timed out or
 //! leader changed → `OutcomeUnknown` (writes) / `Unavailable` (reads);
 //! permission, authentication, quota → `Store`. Passwords never appear in
 //! `Debug`, errors or logs.
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod acquire;
+mod client;
 mod config;
 mod connect;
 mod election;
 mod error;
-mod keys;
+mod inspect;
+mod layout;
 mod lease;
+mod queue;
+mod refresh;
+mod release;
+mod session;
 mod store;
-mod wait;
+mod wakeup;
 
+pub use client::{EtcdStats, EtcdStore};
 pub use config::{DEFAULT_PREFIX, EtcdConfig, MIN_TTL, SCHEMES};
 pub use connect::EtcdConnector;
 pub use election::{Election, Leader, Leadership};
-pub use store::{EtcdStats, EtcdStore};
 
 /// A [`Locker`](distlock_core::Locker) over an etcd cluster.
 pub type EtcdLocker = distlock_core::StoreLocker<EtcdStore>;

@@ -6,48 +6,27 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use distlock_core::conformance::Fixture;
-use distlock_core::{Connector, Locker};
-use distlock_etcd::{EtcdConfig, EtcdConnector, EtcdStore};
-use etcd_client::{Client, GetOptions};
+use distlock_core::{Connector, Locker, Store};
+use distlock_etcd::{EtcdConnector, EtcdStore};
 
 struct EtcdFixture {
     url: String,
-    admin: Client,
-    prefix: String,
+    /// The operator's store, for `expire`.
+    admin: EtcdStore,
 }
 
 #[async_trait]
 impl Fixture for EtcdFixture {
     async fn locker(&self) -> Arc<dyn Locker> {
-        let store = EtcdStore::connect_url(&self.url)
+        let store = EtcdStore::connect(&self.url)
             .await
             .expect("connect to etcd");
         Arc::new(store.locker())
     }
 
-    /// Revoke the lease of every key of `resource`, as an operator would
-    /// (`etcdctl lease revoke`): the holders' keys vanish with it.
+    /// An operator's eviction: every key of the resource deleted at once.
     async fn expire(&self, resource: &str) {
-        // `<prefix>/ NUL <resource> NUL`: every key of the resource.
-        let mut prefix = format!("{}/\0{resource}", self.prefix.trim_end_matches('/')).into_bytes();
-        prefix.push(0);
-        let mut admin = self.admin.clone();
-        let found = admin
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await
-            .expect("range the resource");
-        for kv in found.kvs() {
-            if kv.lease() != 0 {
-                let _ = admin.lease_revoke(kv.lease()).await;
-            }
-        }
-        admin
-            .delete(
-                prefix,
-                Some(etcd_client::DeleteOptions::new().with_prefix()),
-            )
-            .await
-            .expect("delete leftovers");
+        self.admin.evict(resource).await.expect("evict the leases");
     }
 
     fn connector(&self) -> Option<Arc<dyn Connector>> {
@@ -79,15 +58,10 @@ impl Fixture for EtcdFixture {
 
 async fn fixture() -> Option<EtcdFixture> {
     let url = distlock_core::conformance::service_url("DISTLOCK_ETCD_URL")?;
-    let config = EtcdConfig::from_url(&url).expect("DISTLOCK_ETCD_URL parses");
-    let admin = Client::connect(&config.endpoints, None)
+    let admin = EtcdStore::connect(&url)
         .await
-        .expect("admin client");
-    Some(EtcdFixture {
-        url,
-        admin,
-        prefix: config.prefix.clone(),
-    })
+        .expect("connect to DISTLOCK_ETCD_URL");
+    Some(EtcdFixture { url, admin })
 }
 
 distlock_core::conformance_suite!(fixture());

@@ -44,9 +44,9 @@ async fn granted_ttl(admin: &etcd_client::Client, lease: i64) -> i64 {
 async fn release_by_key_from_another_client_is_noticed_at_next_refresh() {
     let Some(url) = service_url() else { return };
     let interval = Duration::from_secs(2);
-    let a = EtcdStore::connect_url(&url).await.unwrap();
-    let b = EtcdStore::connect_url(&url).await.unwrap().locker();
-    let c = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let a = EtcdStore::connect(&url).await.unwrap();
+    let b = EtcdStore::connect(&url).await.unwrap().locker();
+    let c = EtcdStore::connect(&url).await.unwrap().locker();
     let r = unique("release-by-key");
     // Default TTL: the key hangs on A's session lease.
     let held = a
@@ -107,9 +107,9 @@ async fn release_by_key_from_another_client_is_noticed_at_next_refresh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_with_another_resources_key_is_not_held() {
     let Some(url) = service_url() else { return };
-    let store = EtcdStore::connect_url(&url).await.unwrap();
+    let store = EtcdStore::connect(&url).await.unwrap();
     let locker = store.locker();
-    let stranger = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let stranger = EtcdStore::connect(&url).await.unwrap().locker();
     let (r1, r2) = (unique("refresh-r1"), unique("refresh-r2"));
     let manual = LockOptions::new().manual_refresh();
     let l1 = locker.try_lock(&r1, &manual).await.unwrap().unwrap();
@@ -136,8 +136,8 @@ async fn refresh_with_another_resources_key_is_not_held() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_agree_after_expiry() {
     let Some(url) = service_url() else { return };
-    let holder = EtcdStore::connect_url(&url).await.unwrap().locker();
-    let viewer = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let holder = EtcdStore::connect(&url).await.unwrap().locker();
+    let viewer = EtcdStore::connect(&url).await.unwrap().locker();
     let r = unique("views");
     let options = LockOptions::new()
         .with_ttl(Duration::from_secs(2))
@@ -196,8 +196,8 @@ async fn views_agree_after_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn try_lock_and_info_agree_around_expiry() {
     let Some(url) = service_url() else { return };
-    let holder = EtcdStore::connect_url(&url).await.unwrap().locker();
-    let viewer = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let holder = EtcdStore::connect(&url).await.unwrap().locker();
+    let viewer = EtcdStore::connect(&url).await.unwrap().locker();
     let r = unique("views-try");
     let options = LockOptions::new()
         .with_ttl(Duration::from_secs(2))
@@ -231,12 +231,12 @@ async fn lock_time_of_a_grant_after_a_wait_is_the_grant() {
     for permits in [1, 2] {
         let options = LockOptions::new().with_permits(permits);
         let r = unique(&format!("lock-time-{permits}"));
-        let holders = EtcdStore::connect_url(&url).await.unwrap().locker();
+        let holders = EtcdStore::connect(&url).await.unwrap().locker();
         let mut held = Vec::new();
         for _ in 0..permits {
             held.push(holders.try_lock(&r, &options).await.unwrap().unwrap());
         }
-        let waiter = EtcdStore::connect_url(&url).await.unwrap().locker();
+        let waiter = EtcdStore::connect(&url).await.unwrap().locker();
         let r2 = r.clone();
         let waiting = tokio::spawn(async move {
             waiter
@@ -283,9 +283,9 @@ async fn lock_time_of_a_grant_after_a_wait_is_the_grant() {
 async fn refresh_with_another_ttl_applies_it() {
     let Some(url) = service_url() else { return };
     let admin = admin(&url).await;
-    let store = EtcdStore::connect_url(&url).await.unwrap();
+    let store = EtcdStore::connect(&url).await.unwrap();
     let locker = store.locker();
-    let stranger = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let stranger = EtcdStore::connect(&url).await.unwrap().locker();
     let r = unique("refresh-ttl");
     let lock = locker
         .try_lock(
@@ -372,8 +372,14 @@ async fn nested_prefixes_are_different_locks() {
     let inner_config = EtcdConfig::from_url(&url)
         .unwrap()
         .with_prefix(format!("{base}/x"));
-    let outer = EtcdStore::connect(outer_config).await.unwrap().locker();
-    let inner = EtcdStore::connect(inner_config).await.unwrap().locker();
+    let outer = EtcdStore::connect_with(outer_config)
+        .await
+        .unwrap()
+        .locker();
+    let inner = EtcdStore::connect_with(inner_config)
+        .await
+        .unwrap()
+        .locker();
     let a = inner
         .try_lock("y", &LockOptions::new())
         .await
@@ -402,9 +408,9 @@ async fn cancelled_semaphore_waits_leave_no_orphan_permit() {
     let admin = admin(&url).await;
     let r = unique("orphan-permit");
     let options = LockOptions::new().with_permits(2);
-    let locker = EtcdStore::connect_url(&url).await.unwrap().locker();
-    let other = EtcdStore::connect_url(&url).await.unwrap().locker();
-    let third = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let locker = EtcdStore::connect(&url).await.unwrap().locker();
+    let other = EtcdStore::connect(&url).await.unwrap().locker();
+    let third = EtcdStore::connect(&url).await.unwrap().locker();
     let mine = locker.try_lock(&r, &options).await.unwrap().unwrap();
     let theirs = other.try_lock(&r, &options).await.unwrap().unwrap();
     let mut seed = SystemTime::now()

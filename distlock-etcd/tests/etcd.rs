@@ -26,13 +26,13 @@ async fn fifo_order_of_ten_waiters_one_wake_each() {
     let Some(url) = service_url() else { return };
     let admin = admin(&url).await;
     let r = unique("fifo");
-    let holder = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let holder = EtcdStore::connect(&url).await.unwrap().locker();
     let held = holder.try_lock(&r, &long()).await.unwrap().unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
     let mut stores = Vec::new();
     let mut tasks = Vec::new();
     for i in 0..10 {
-        let store = EtcdStore::connect_url(&url).await.unwrap();
+        let store = EtcdStore::connect(&url).await.unwrap();
         stores.push(store.clone());
         let locker = store.locker();
         let (r2, order) = (r.clone(), order.clone());
@@ -77,14 +77,14 @@ async fn semaphore_waiters_are_served_in_order() {
     let admin = admin(&url).await;
     let r = unique("sem");
     let options = long().with_permits(2);
-    let store = EtcdStore::connect_url(&url).await.unwrap();
+    let store = EtcdStore::connect(&url).await.unwrap();
     let locker = store.locker();
     let a = locker.try_lock(&r, &options).await.unwrap().unwrap();
     let b = locker.try_lock(&r, &options).await.unwrap().unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let mut held = Vec::new();
     for i in 0..4 {
-        let locker = EtcdStore::connect_url(&url).await.unwrap().locker();
+        let locker = EtcdStore::connect(&url).await.unwrap().locker();
         let (r2, options, tx) = (r.clone(), options.clone(), tx.clone());
         held.push(tokio::spawn(async move {
             let lock = locker
@@ -147,7 +147,7 @@ async fn session_loss_fires_lost_on_all_its_locks() {
     let config = EtcdConfig::from_url(&url)
         .unwrap()
         .with_session_ttl(Duration::from_secs(3));
-    let store = EtcdStore::connect(config).await.unwrap();
+    let store = EtcdStore::connect_with(config).await.unwrap();
     let locker = store.locker();
     let options = LockOptions::new().with_ttl(Duration::from_secs(3));
     let base = unique("session");
@@ -177,7 +177,7 @@ async fn session_loss_fires_lost_on_all_its_locks() {
             .expect("lost fires");
     }
     assert!(revoked.elapsed() < Duration::from_secs(3), "within one TTL");
-    let other = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let other = EtcdStore::connect(&url).await.unwrap().locker();
     for lock in &locks {
         let again = other.try_lock(lock.resource(), &long()).await.unwrap();
         assert!(again.is_some(), "freed by the session's end");
@@ -199,9 +199,9 @@ async fn waiter_whose_lease_is_revoked_never_reports_a_lock() {
     let Some(url) = service_url() else { return };
     let admin = admin(&url).await;
     let r = unique("jepsen-11456");
-    let holder = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let holder = EtcdStore::connect(&url).await.unwrap().locker();
     let held = holder.try_lock(&r, &long()).await.unwrap().unwrap();
-    let waiter_store = EtcdStore::connect_url(&url).await.unwrap();
+    let waiter_store = EtcdStore::connect(&url).await.unwrap();
     let waiter = {
         let locker = waiter_store.locker();
         let r = r.clone();
@@ -222,7 +222,7 @@ async fn waiter_whose_lease_is_revoked_never_reports_a_lock() {
         Ok(lock) => panic!("granted a lock whose key had vanished: {lock:?}"),
         Err(other) => panic!("expected Lost, got {other}"),
     }
-    let third = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let third = EtcdStore::connect(&url).await.unwrap().locker();
     assert!(third.try_lock(&r, &long()).await.unwrap().is_some());
 }
 
@@ -235,7 +235,7 @@ async fn several_endpoints_with_one_down() {
         format!("etcd://127.0.0.1:1,{live}"),
         format!("etcd://{live}?endpoints=127.0.0.1:1"),
     ] {
-        let store = tokio::time::timeout(SOON, EtcdStore::connect_url(&form))
+        let store = tokio::time::timeout(SOON, EtcdStore::connect(&form))
             .await
             .expect("connect in time")
             .expect("connect with one endpoint down");
@@ -269,7 +269,7 @@ async fn many_locks_are_kept_alive_by_one_request_per_interval() {
     let config = EtcdConfig::from_url(&url)
         .unwrap()
         .with_session_ttl(Duration::from_secs(3));
-    let store = EtcdStore::connect(config).await.unwrap();
+    let store = EtcdStore::connect_with(config).await.unwrap();
     let locker = store.locker();
     let options = LockOptions::new().with_ttl(Duration::from_secs(3));
     let base = unique("many");
@@ -314,18 +314,9 @@ async fn many_locks_are_kept_alive_by_one_request_per_interval() {
 async fn election_campaign_observe_proclaim_resign() {
     let Some(url) = service_url() else { return };
     let office = unique("leader");
-    let a = Election::new(
-        EtcdStore::connect_url(&url).await.unwrap().locker(),
-        &office,
-    );
-    let b = Election::new(
-        EtcdStore::connect_url(&url).await.unwrap().locker(),
-        &office,
-    );
-    let observer = Election::new(
-        EtcdStore::connect_url(&url).await.unwrap().locker(),
-        &office,
-    );
+    let a = Election::new(EtcdStore::connect(&url).await.unwrap().locker(), &office);
+    let b = Election::new(EtcdStore::connect(&url).await.unwrap().locker(), &office);
+    let observer = Election::new(EtcdStore::connect(&url).await.unwrap().locker(), &office);
     let mut seen = Box::pin(observer.observe());
     let first = tokio::time::timeout(SOON, seen.next())
         .await
@@ -378,4 +369,87 @@ async fn election_campaign_observe_proclaim_resign() {
         }
     }
     leader_b.resign().await.unwrap();
+}
+
+/// The texts of an error and its sources, outermost first.
+fn chain(error: &dyn std::error::Error) -> Vec<String> {
+    let mut out = vec![error.to_string()];
+    let mut next = error.source();
+    while let Some(e) = next {
+        out.push(e.to_string());
+        next = e.source();
+    }
+    out
+}
+
+/// A closed port is `Unavailable` at once, naming the endpoint, with the
+/// refusal in the error chain once and no link repeating the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_unavailable_at_once_naming_the_endpoint() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let error = EtcdStore::connect(&format!("etcd://user:hunter2@127.0.0.1:{port}"))
+        .await
+        .expect_err("nothing listens there");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    let links = chain(&error);
+    assert!(links[0].contains(&format!("127.0.0.1:{port}")), "{links:?}");
+    assert!(
+        !format!("{links:?} {error:?}").contains("hunter2"),
+        "{links:?}"
+    );
+    // Below the core's own line, every link adds something.
+    for pair in links[1..].windows(2) {
+        assert!(!pair[0].contains(&pair[1]), "repeated: {links:?}");
+    }
+    let refused = links
+        .iter()
+        .filter(|l| l.to_lowercase().contains("connection refused"))
+        .count();
+    assert_eq!(refused, 1, "{links:?}");
+}
+
+/// An eviction counts the holders only, deletes the queued waiters' keys too
+/// (their `lock()` ends with `Lost`), and the next grant's token is higher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evict_ends_holders_and_the_queue() {
+    use distlock_core::Store;
+    let Some(url) = service_url() else { return };
+    let admin = admin(&url).await;
+    let r = unique("evict");
+    let operator = EtcdStore::connect(&url).await.unwrap();
+    let holder = EtcdStore::connect(&url).await.unwrap().locker();
+    let short = LockOptions::new().with_ttl(Duration::from_secs(3));
+    let held = holder.try_lock(&r, &short).await.unwrap().unwrap();
+    let waiter = EtcdStore::connect(&url).await.unwrap().locker();
+    let r2 = r.clone();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .lock(&r2, &long().with_wait_timeout(SOON * 2))
+            .await
+            .map(|lock| lock.token())
+    });
+    eventually("waiter queued", SOON, || {
+        let admin = admin.clone();
+        let r = r.clone();
+        async move { queue(&admin, &r).await.len() == 2 }
+    })
+    .await;
+    assert_eq!(operator.evict(&r).await.unwrap(), 1, "one holder");
+    let waited = tokio::time::timeout(SOON, waiting).await.unwrap().unwrap();
+    assert!(matches!(waited, Err(Error::Lost { .. })), "{waited:?}");
+    tokio::time::timeout(SOON, held.lost()).await.unwrap();
+    let next = holder.try_lock(&r, &long()).await.unwrap().unwrap();
+    assert!(next.token() > held.token());
+    next.release().await.unwrap();
+    assert_eq!(operator.evict(&r).await.unwrap(), 0, "nothing left");
 }

@@ -24,13 +24,19 @@ async fn etcd_restarted_mid_lease() {
     }
     let mut etcd = TestEtcd::start(&[], false).await;
     let config = EtcdConfig::new([etcd.endpoint()]).with_session_ttl(Duration::from_secs(6));
-    let holder = EtcdStore::connect(config.clone()).await.unwrap().locker();
+    let holder = EtcdStore::connect_with(config.clone())
+        .await
+        .unwrap()
+        .locker();
     let options = LockOptions::new().with_ttl(Duration::from_secs(6));
     let r = unique("restart");
     let lock = holder.try_lock(&r, &options).await.unwrap().unwrap();
     let before = lock.token();
     let waiter = {
-        let locker = EtcdStore::connect(config.clone()).await.unwrap().locker();
+        let locker = EtcdStore::connect_with(config.clone())
+            .await
+            .unwrap()
+            .locker();
         let (r, options) = (r.clone(), options.clone());
         tokio::spawn(async move {
             locker
@@ -52,7 +58,10 @@ async fn etcd_restarted_mid_lease() {
     etcd.restart().await;
     // Two TTLs after the restart the lock is still held, by its holder only.
     let until = Instant::now() + Duration::from_secs(12);
-    let other = EtcdStore::connect(config.clone()).await.unwrap().locker();
+    let other = EtcdStore::connect_with(config.clone())
+        .await
+        .unwrap()
+        .locker();
     while Instant::now() < until {
         assert!(!lock.is_lost(), "the lock was lost across the restart");
         assert!(other.try_lock(&r, &options).await.unwrap().is_none());
@@ -86,7 +95,7 @@ async fn user_and_password() {
     admin.auth_enable().await.unwrap();
 
     let url = format!("etcd://root:s3cret-pw@{}", etcd.endpoint());
-    let locker = EtcdStore::connect_url(&url).await.unwrap().locker();
+    let locker = EtcdStore::connect(&url).await.unwrap().locker();
     let r = unique("auth");
     let lock = locker
         .try_lock(&r, &LockOptions::new())
@@ -103,7 +112,7 @@ async fn user_and_password() {
     lock.release().await.unwrap();
 
     let wrong = format!("etcd://root:hunter2@{}", etcd.endpoint());
-    match EtcdStore::connect_url(&wrong).await {
+    match EtcdStore::connect(&wrong).await {
         Err(error) => {
             let text = format!("{error} {error:?}");
             assert!(!text.contains("hunter2"), "password shown: {text}");
@@ -113,7 +122,7 @@ async fn user_and_password() {
     }
     // Without credentials nothing is granted (etcd lets anyone grant a lease,
     // so connecting may succeed; writing a key may not).
-    if let Ok(anonymous) = EtcdStore::connect_url(&format!("etcd://{}", etcd.endpoint())).await {
+    if let Ok(anonymous) = EtcdStore::connect(&format!("etcd://{}", etcd.endpoint())).await {
         match anonymous.locker().try_lock(&r, &LockOptions::new()).await {
             Err(error) => assert!(
                 !error.is_transient(),
@@ -218,7 +227,7 @@ async fn tls_with_a_private_ca() {
     let store = {
         let until = Instant::now() + SOON;
         loop {
-            match EtcdStore::connect_url(&url).await {
+            match EtcdStore::connect(&url).await {
                 Ok(store) => break store,
                 Err(error) if error.is_transient() && Instant::now() < until => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -235,7 +244,7 @@ async fn tls_with_a_private_ca() {
         .unwrap();
     lock.release().await.unwrap();
     // Without the CA the certificate is not trusted.
-    let untrusted = EtcdStore::connect_url(&format!("etcds://{}", etcd.endpoint())).await;
+    let untrusted = EtcdStore::connect(&format!("etcds://{}", etcd.endpoint())).await;
     assert!(untrusted.is_err(), "a self-signed certificate was trusted");
     drop(etcd);
     let _ = std::fs::remove_dir_all(&dir);

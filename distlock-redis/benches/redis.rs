@@ -173,7 +173,7 @@ async fn peer_handoff(url: &str, samples: usize) -> Latencies {
 }
 
 async fn new_locker(url: &str) -> Arc<dyn Locker> {
-    Arc::new(RedisStore::connect_url(url).await.unwrap().locker())
+    Arc::new(RedisStore::connect(url).await.unwrap().locker())
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -184,7 +184,7 @@ async fn main() {
     };
     let (rounds, batch) = if full { (21, 400) } else { (2, 20) };
 
-    let store = RedisStore::connect_url(&url).await.unwrap();
+    let store = RedisStore::connect(&url).await.unwrap();
     let locker = store.locker();
     let manual = LockOptions::new()
         .with_ttl(Duration::from_secs(30))
@@ -263,7 +263,7 @@ async fn main() {
         new_locker(&url).await,
         new_locker(&url).await,
     ];
-    let holder = RedisStore::connect_url(&url).await.unwrap().locker();
+    let holder = RedisStore::connect(&url).await.unwrap().locker();
     Tiers::new(full)
         .counting("store calls (one round trip each)")
         .run(&mut report, &lockers, &holder, |l| l.refresh_stats().calls)

@@ -1,11 +1,10 @@
 //! Where the Redis server is and how to talk to it: [`RedisConfig`].
 
-use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use distlock_core::{Error, Result, parse_url, redact_url};
+use distlock_core::{Error, Result, UrlOptions, parse_url, redact_url};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use url::{Host, Url};
 
@@ -19,8 +18,22 @@ const DEFAULT_PORT: u16 = 6379;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-const OPTIONS: &str = "namespace, db, user, password, connect_timeout_ms, response_timeout_ms, \
-                       and for rediss:// ca, cert, key";
+/// The query options a URL may carry (`ca`, `cert`, `key` for `rediss://` only).
+const OPTIONS: &[&str] = &[
+    "namespace",
+    "db",
+    "user",
+    "username",
+    "password",
+    "connect_timeout_ms",
+    "response_timeout_ms",
+    "ca",
+    "cert",
+    "key",
+];
+
+/// The environment variable [`RedisConfig::from_env`] reads.
+pub(crate) const ENV_URL: &str = "DISTLOCK_REDIS_URL";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Address {
@@ -39,11 +52,14 @@ enum Address {
 /// - `redis+unix:///path/to/redis.sock[?db=N&options]`
 ///
 /// Options: `namespace=` (key prefix, default `distlock`; letters, digits and
-/// `_.-/`, no `:` since that separates it from the resource name), `db=`, `user=`, `password=`, `connect_timeout_ms=` (default
-/// 2000), `response_timeout_ms=` (default 2000), and for `rediss://` `ca=`
+/// `_.-/`, no `:` since that separates it from the resource name), `db=`,
+/// `user=`, `password=`, `connect_timeout_ms=` (default 2000),
+/// `response_timeout_ms=` (default 2000; both a number of milliseconds or a
+/// duration such as `1.5s`, from 1 ms to 1 h), and for `rediss://` `ca=`
 /// (PEM file of the CA to trust instead of the public roots), `cert=` + `key=`
 /// (PEM files of a client certificate). Anything else is an error, so a typo
-/// is not silently ignored.
+/// is not silently ignored; so is an option given twice.
+/// [`RedisConfig::from_env`] reads the URL from `DISTLOCK_REDIS_URL`.
 ///
 /// `Debug` shows the URL with the password replaced by `***`; the password
 /// never appears in `Debug`, errors or logs.
@@ -87,6 +103,22 @@ impl RedisConfig {
     /// is never repeated), also when a `ca=`/`cert=`/`key=` file cannot be read.
     pub fn from_url(url: &str) -> Result<Self> {
         Self::from_parsed(&parse_url(url)?)
+    }
+
+    /// The URL in the environment variable `DISTLOCK_REDIS_URL` (the one the
+    /// tests use), as [`RedisConfig::from_url`].
+    ///
+    /// # Errors
+    /// [`InvalidArgument`](Error::InvalidArgument) naming the variable when it
+    /// is unset or not Unicode, else as [`RedisConfig::from_url`].
+    pub fn from_env() -> Result<Self> {
+        let url = std::env::var(ENV_URL).map_err(|e| {
+            Error::invalid(
+                "environment",
+                format!("{ENV_URL} ({e}): set it to a URL such as redis://127.0.0.1:6379"),
+            )
+        })?;
+        Self::from_url(&url)
     }
 
     /// As [`RedisConfig::from_url`], for a URL already parsed.
@@ -170,69 +202,55 @@ impl RedisConfig {
             client_pem: None,
             shown: shown.clone(),
         };
-        let mut seen = HashSet::new();
-        let (mut cert, mut key) = (None, None);
-        for (name, value) in url.query_pairs() {
-            if !seen.insert(name.to_string()) {
-                return Err(invalid(format!("option `{name}` is given twice")));
+        let mut options = UrlOptions::parse(url)?;
+        if let Some(value) = options.take("namespace") {
+            validate_namespace(&value).map_err(&invalid)?;
+            config.namespace = value;
+        }
+        if let Some(value) = options.take("db") {
+            if db.is_some() {
+                return Err(invalid(
+                    "the database is given twice (path and ?db=)".into(),
+                ));
             }
-            let tls_only = |what: &str| {
-                if config.is_tls() {
-                    Ok(())
-                } else {
-                    Err(invalid(format!("`{what}=` applies to rediss:// only")))
+            db = Some(parse_db(&value).map_err(&invalid)?);
+        }
+        for name in ["user", "username"] {
+            if let Some(value) = options.take(name) {
+                if username.is_some() {
+                    return Err(invalid("the user is given twice".into()));
                 }
-            };
-            match &*name {
-                "namespace" => {
-                    validate_namespace(&value).map_err(&invalid)?;
-                    config.namespace = value.into_owned();
-                }
-                "db" => {
-                    if db.is_some() {
-                        return Err(invalid(
-                            "the database is given twice (path and ?db=)".into(),
-                        ));
-                    }
-                    db = Some(parse_db(&value).map_err(&invalid)?);
-                }
-                "user" | "username" => {
-                    if username.is_some() {
-                        return Err(invalid("the user is given twice".into()));
-                    }
-                    username = Some(value.into_owned()).filter(|u| !u.is_empty());
-                }
-                "password" => {
-                    if password.is_some() {
-                        return Err(invalid("the password is given twice".into()));
-                    }
-                    password = Some(value.into_owned());
-                }
-                "connect_timeout_ms" => {
-                    config.connect_timeout = parse_ms(&name, &value).map_err(&invalid)?;
-                }
-                "response_timeout_ms" => {
-                    config.response_timeout = parse_ms(&name, &value).map_err(&invalid)?;
-                }
-                "ca" => {
-                    tls_only("ca")?;
-                    config.ca_pem = Some(read_pem("ca", &value).map_err(&invalid)?);
-                }
-                "cert" => {
-                    tls_only("cert")?;
-                    cert = Some(read_pem("cert", &value).map_err(&invalid)?);
-                }
-                "key" => {
-                    tls_only("key")?;
-                    key = Some(read_pem("key", &value).map_err(&invalid)?);
-                }
-                other => {
-                    return Err(invalid(format!(
-                        "unknown option `{other}`; known options: {OPTIONS}"
-                    )));
-                }
+                username = Some(value).filter(|u| !u.is_empty());
             }
         }
+        if let Some(value) = options.take("password") {
+            if password.is_some() {
+                return Err(invalid("the password is given twice".into()));
+            }
+            password = Some(value);
+        }
+        if let Some(timeout) = options.take_duration("connect_timeout_ms")? {
+            config.connect_timeout =
+                check_timeout("connect_timeout_ms", timeout).map_err(&invalid)?;
+        }
+        if let Some(timeout) = options.take_duration("response_timeout_ms")? {
+            config.response_timeout =
+                check_timeout("response_timeout_ms", timeout).map_err(&invalid)?;
+        }
+        let mut tls_file = |name: &'static str| -> Result<Option<Vec<u8>>> {
+            match options.take(name) {
+                None => Ok(None),
+                Some(_) if !config.is_tls() => {
+                    Err(invalid(format!("`{name}=` applies to rediss:// only")))
+                }
+                Some(path) => read_pem(name, &path).map(Some).map_err(&invalid),
+            }
+        };
+        let ca = tls_file("ca")?;
+        let cert = tls_file("cert")?;
+        let key = tls_file("key")?;
+        config.ca_pem = ca;
+        options.finish(OPTIONS)?;
         config.client_pem = match (cert, key) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
@@ -309,6 +327,15 @@ impl RedisConfig {
     /// Whether the connection uses TLS.
     pub fn is_tls(&self) -> bool {
         matches!(self.address, Address::Tcp { tls: true, .. })
+    }
+
+    /// The server as errors name it: `host:port` or the socket path.
+    pub(crate) fn endpoint(&self) -> String {
+        match &self.address {
+            Address::Tcp { host, port, .. } if host.contains(':') => format!("[{host}]:{port}"),
+            Address::Tcp { host, port, .. } => format!("{host}:{port}"),
+            Address::Unix(path) => path.display().to_string(),
+        }
     }
 
     /// The response timeout.
@@ -406,12 +433,13 @@ fn parse_db(text: &str) -> Result<i64, String> {
         .map_err(|_| format!("database `{text}` is not a number 0..=65535; use /N or ?db=N"))
 }
 
-fn parse_ms(name: &str, text: &str) -> Result<Duration, String> {
-    match text.parse::<u64>() {
-        Ok(ms) if (1..=3_600_000).contains(&ms) => Ok(Duration::from_millis(ms)),
-        _ => Err(format!(
-            "`{name}` must be a number of milliseconds in 1..=3600000"
-        )),
+fn check_timeout(name: &str, timeout: Duration) -> Result<Duration, String> {
+    if (Duration::from_millis(1)..=Duration::from_secs(3600)).contains(&timeout) {
+        Ok(timeout)
+    } else {
+        Err(format!(
+            "`{name}` must be from 1 ms to 1 h (a bare number is in milliseconds)"
+        ))
     }
 }
 

@@ -8,7 +8,7 @@
 //! use distlock_redis::RedisStore;
 //!
 //! # async fn demo() -> distlock_core::Result<()> {
-//! let locker = RedisStore::connect_url("redis://127.0.0.1:6379").await?.locker();
+//! let locker = RedisStore::connect("redis://127.0.0.1:6379").await?.locker();
 //! let options = LockOptions::new().with_wait_timeout(Duration::from_secs(5));
 //! let lock = locker.lock("invoice/42", &options).await?;
 //! // … write with lock.token() as the fencing token …
@@ -31,7 +31,7 @@
 //! instant before the granting request was sent, minus 1 % of the TTL and 2 ms
 //! (`TIME` is truncated to the millisecond).
 //!
-//! **Key layout** (see the table in the `keys` module source): `{P:R}` holds the
+//! **Key layout** (see the table in the `layout` module source): `{P:R}` holds the
 //! lease, `{P:R}:h` the semaphore details, `{P:R}:t` the token counter, and
 //! release publishes on `{P:R}:w`. All of a resource's names share the hash
 //! tag `{P:R}`, hence one Redis Cluster slot (checked against
@@ -46,18 +46,12 @@
 //! `GETRANGE` + `DEL` (+ `PUBLISH` only when an attempt found it held, marked
 //! by a flag byte in the value). A semaphore (permits > 1) is a sorted set of
 //! lease keys scored by expiry (ms of `TIME`) with a hash of details and the
-//! permits, cleaned of expired members on each acquire. Measured in one run
-//! against the raw client (`SET NX PX` + `EVALSHA` compare-and-delete, 50–140
-//! µs per cycle on loopback here, depending on the machine's load): the
-//! sorted-set layout for a mutex made the cycle 1.35–1.41× raw, the string
-//! layout with the token formatted into the value 1.22–1.30×, this layout
-//! 1.15–1.20×; the floor for *any* lock whose acquire is a script (a one-line
-//! script doing only `SET NX PX`, measured by the bench in the same run) is
-//! 1.03–1.10×. The rest is what the guarantees cost inside the scripts
-//! (server time per call, best of 5 × 20,000 from `INFO commandstats`, two
-//! sessions: the one-line script 3.7–5.3 µs, this acquire 6.2–6.7 µs, the
-//! earlier one 8.5–9.2 µs): `INCR` for the token, `TIME`
-//! for the grant time, the stored owner and data. So the mutex gets the
+//! permits, cleaned of expired members on each acquire. The string layout
+//! is the fastest of the layouts tried for a mutex, close to the floor of any
+//! lock whose acquire is a script; what remains is what the guarantees cost
+//! inside the scripts: `INCR` for the token, `TIME`
+//! for the grant time, the stored owner and data (figures: see
+//! BENCHMARKS.md). So the mutex gets the
 //! string layout; every script accepts both shapes, so a
 //! request with another size is `SizeMismatch` and release and refresh need
 //! not know the size.
@@ -106,7 +100,16 @@
 //! refresh and release, so an unconfirmed release is never reported as success
 //! and an unconfirmed refresh leads to `lost` at the deadline. Server errors
 //! that retrying cannot fix (wrong password, ACL) are
-//! [`Store`](distlock_core::Error::Store).
+//! [`Store`](distlock_core::Error::Store); a refused or missing password says
+//! how to give one in the URL. Every error names the server (`host:port` or
+//! the socket path, never the password) and keeps the client's error as its
+//! source.
+//!
+//! **Force release.** [`Store::evict`](distlock_core::Store::evict) (an
+//! operator's release by name) deletes the resource's lease keys in one
+//! script, keeps the token counter (the next token is higher) and publishes
+//! on `{P:R}:w`, so waiters retry at once; the evicted holders see `lost` at
+//! their next refresh. [`QuorumStore`] evicts on every server.
 //!
 //! **Limits.** Replication is asynchronous: after a failover the new primary
 //! may not have a lease the old one granted, and may grant it again; the time
@@ -122,19 +125,25 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod acquire;
+mod client;
 mod config;
 mod connect;
-mod keys;
-mod pubsub;
+mod error;
+mod inspect;
+mod layout;
 mod quorum;
+mod refresh;
+mod release;
 mod scripts;
 mod store;
+mod wakeup;
 
+pub use client::RedisStore;
 pub use config::{DEFAULT_NAMESPACE, RedisConfig, SCHEMES};
 pub use connect::RedisConnector;
-pub use keys::hash_slot;
+pub use layout::hash_slot;
 pub use quorum::QuorumStore;
-pub use store::RedisStore;
 
 /// A [`Locker`](distlock_core::Locker) over one Redis server.
 pub type RedisLocker = distlock_core::StoreLocker<RedisStore>;

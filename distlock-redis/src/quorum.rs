@@ -14,7 +14,9 @@ use futures_util::StreamExt;
 use futures_util::future::{join_all, select_all};
 use futures_util::stream::FuturesUnordered;
 
-use crate::store::{RawAcquired, RawInfo, wall};
+use crate::acquire::RawAcquired;
+use crate::client::wall;
+use crate::inspect::{RawHolder, RawInfo};
 use crate::{RedisConfig, RedisStore};
 
 const BACKEND: &str = "redlock";
@@ -110,7 +112,7 @@ impl QuorumStore {
         }
         let n = configs.len();
         let answers = join_all(configs.into_iter().map(|config| async move {
-            match RedisStore::connect(config.clone()).await {
+            match RedisStore::connect_with(config.clone()).await {
                 Ok(store) => Ok((store, true)),
                 // Down now: connect on first use, so that it can come back.
                 Err(error) if error.is_transient() => {
@@ -138,7 +140,7 @@ impl QuorumStore {
             inner: Arc::new(Inner {
                 caps: Capabilities::new(BACKEND)
                     .with_min_ttl(Duration::from_millis(10))
-                    .with_max_data_len(crate::store::MAX_DATA_LEN)
+                    .with_max_data_len(crate::client::MAX_DATA_LEN)
                     .with_push_wakeup(true)
                     .with_batch_refresh(true)
                     .with_clock_margin(Duration::from_millis(2)),
@@ -443,6 +445,27 @@ impl Store for QuorumStore {
         Ok(names)
     }
 
+    /// On every server at once; the count is what a majority agrees on (the
+    /// `majority`-th largest of the servers' counts). The counters stay, so
+    /// the next grant's token is higher, as for a release.
+    async fn evict(&self, resource: &str) -> Result<usize> {
+        let majority = self.majority();
+        let answers = join_all(self.inner.stores.iter().map(|s| s.evict_raw(resource))).await;
+        let mut ended = Vec::with_capacity(answers.len());
+        let mut last_error = None;
+        for answer in answers {
+            match answer {
+                Ok(count) => ended.push(count),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        if ended.len() < majority {
+            return Err(last_error.unwrap_or_else(|| self.short(ended.len())));
+        }
+        ended.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(ended[majority - 1])
+    }
+
     async fn subscribe(&self, resource: &str) -> Result<Option<Wakeup>> {
         // A release publishes on every server where it ended the lease (a
         // majority), so wake-ups armed on a majority cannot all miss it.
@@ -506,8 +529,7 @@ impl QuorumStore {
         let mut answered = 0;
         let mut permits = 1;
         // Per lease key: the copies, and how often each token was seen.
-        let mut seen: HashMap<Vec<u8>, (usize, HashMap<u64, usize>, crate::store::RawHolder)> =
-            HashMap::new();
+        let mut seen: HashMap<Vec<u8>, (usize, HashMap<u64, usize>, RawHolder)> = HashMap::new();
         for info in answers.into_iter().flatten() {
             answered += 1;
             let Some(info) = info else { continue };

@@ -1,5 +1,5 @@
 //! The Lua scripts: one per operation, each one round trip. Layout of the keys:
-//! [`crate::keys`].
+//! [`crate::layout`].
 //!
 //! A resource's main key `{P:R}` is, while held, either
 //! - a **string** (a mutex, permits = 1): the lease key (32 hex digits), a
@@ -233,6 +233,29 @@ end
 return 1
 "#;
 
+/// An operator's force release. `KEYS`: main, hash. Deletes both (the token
+/// counter stays, so the next grant's token is higher) and wakes waiters on
+/// `{P:R}:w`. Returns how many live leases ended.
+pub(crate) const EVICT: &str = r#"
+local z = KEYS[1]
+local kind = redis.call('TYPE', z)['ok']
+local n = 0
+if kind == 'string' then
+  n = 1
+elseif kind == 'zset' then
+  local t = redis.call('TIME')
+  local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  n = redis.call('ZCOUNT', z, string.format('(%d', now), '+inf')
+else
+  return 0
+end
+redis.call('DEL', z, KEYS[2])
+if n > 0 then
+  redis.call('PUBLISH', z .. ':w', '')
+end
+return n
+"#;
+
 /// The scripts, hashed once.
 pub(crate) struct Scripts {
     pub(crate) acquire: Script,
@@ -240,6 +263,7 @@ pub(crate) struct Scripts {
     pub(crate) release: Script,
     pub(crate) info: Script,
     pub(crate) raise: Script,
+    pub(crate) evict: Script,
 }
 
 /// All scripts, hashed once per process.
@@ -249,4 +273,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     release: Script::new(RELEASE),
     info: Script::new(INFO),
     raise: Script::new(RAISE),
+    evict: Script::new(EVICT),
 });

@@ -6,26 +6,26 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use distlock_core::conformance::{Fixture, service_url};
-use distlock_core::{Connector, Locker};
+use distlock_core::{Connector, Locker, Store};
 use distlock_redis::{RedisConnector, RedisStore};
 
 struct RedisFixture {
     url: String,
-    /// The operator's connection, for `expire`.
+    /// The operator's connection, for `expire` (an eviction).
     admin: RedisStore,
 }
 
 #[async_trait]
 impl Fixture for RedisFixture {
     async fn locker(&self) -> Arc<dyn Locker> {
-        let store = RedisStore::connect_url(&self.url)
+        let store = RedisStore::connect(&self.url)
             .await
             .expect("connect to DISTLOCK_REDIS_URL");
         Arc::new(store.locker())
     }
 
     async fn expire(&self, resource: &str) {
-        self.admin.expire(resource).await.expect("delete the lease");
+        self.admin.evict(resource).await.expect("evict the leases");
     }
 
     fn connector(&self) -> Option<Arc<dyn Connector>> {
@@ -55,7 +55,7 @@ impl Fixture for RedisFixture {
 
 async fn fixture() -> Option<RedisFixture> {
     let url = service_url("DISTLOCK_REDIS_URL")?;
-    let admin = RedisStore::connect_url(&url)
+    let admin = RedisStore::connect(&url)
         .await
         .expect("connect to DISTLOCK_REDIS_URL");
     Some(RedisFixture { url, admin })

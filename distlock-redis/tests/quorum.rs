@@ -13,15 +13,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use distlock_core::conformance::{Fixture, service_url};
-use distlock_core::{Handler, Infoer, LockOptions, Locker};
-use distlock_redis::{QuorumStore, RedisConfig, RedisStore};
+use distlock_core::{Handler, Infoer, LockOptions, Locker, Store};
+use distlock_redis::{QuorumStore, RedisConfig};
 use support::{RedisServer, redis_available};
 
 const SOON: Duration = Duration::from_secs(10);
 
 struct QuorumFixture {
     urls: Vec<String>,
-    admins: Vec<RedisStore>,
+    /// The operator's quorum, for `expire` (an eviction).
+    admin: QuorumStore,
 }
 
 #[async_trait]
@@ -34,9 +35,7 @@ impl Fixture for QuorumFixture {
     }
 
     async fn expire(&self, resource: &str) {
-        for admin in &self.admins {
-            admin.expire(resource).await.expect("delete the lease");
-        }
+        self.admin.evict(resource).await.expect("evict the leases");
     }
 }
 
@@ -46,11 +45,10 @@ async fn fixture() -> Option<QuorumFixture> {
         .iter()
         .map(|ns| format!("{url}?namespace=quorum-{ns}"))
         .collect();
-    let mut admins = Vec::new();
-    for url in &urls {
-        admins.push(RedisStore::connect_url(url).await.expect("connect"));
-    }
-    Some(QuorumFixture { urls, admins })
+    let admin = QuorumStore::connect_urls(&urls)
+        .await
+        .expect("connect the quorum");
+    Some(QuorumFixture { urls, admin })
 }
 
 mod conformance {

@@ -73,7 +73,7 @@ async fn cluster_hash_tags_keep_a_resource_in_one_slot() {
     .await;
 
     let ns = namespace();
-    let store = RedisStore::connect_url(&format!("{url}?namespace={ns}"))
+    let store = RedisStore::connect(&format!("{url}?namespace={ns}"))
         .await
         .unwrap();
     let locker = store.locker();
@@ -170,7 +170,7 @@ async fn passwords_and_acl_users_come_from_the_url() {
         "redis://:hunter2@127.0.0.1:{port}/0?namespace={}",
         namespace()
     );
-    let store = RedisStore::connect_url(&url).await.expect("password URL");
+    let store = RedisStore::connect(&url).await.expect("password URL");
     let debug = format!("{store:?} {:?} {:?}", store.config(), store.locker());
     assert!(!debug.contains("hunter2"), "{debug}");
     let lock = store
@@ -196,7 +196,7 @@ async fn passwords_and_acl_users_come_from_the_url() {
         "redis://locker:s3cr3t-pw@127.0.0.1:{port}?namespace={}",
         namespace()
     );
-    let store = RedisStore::connect_url(&acl).await.expect("ACL user URL");
+    let store = RedisStore::connect(&acl).await.expect("ACL user URL");
     assert!(!format!("{store:?}").contains("s3cr3t-pw"));
     let lock = store
         .locker()
@@ -207,22 +207,27 @@ async fn passwords_and_acl_users_come_from_the_url() {
     lock.release().await.unwrap();
     // Also as query options.
     let query = format!("redis://127.0.0.1:{port}?user=locker&password=s3cr3t-pw");
-    RedisStore::connect_url(&query)
-        .await
-        .expect("?user=&password=");
+    RedisStore::connect(&query).await.expect("?user=&password=");
 
     for wrong in [
         format!("redis://:wrong-hunter3@127.0.0.1:{port}"),
         format!("redis://locker:wrong-hunter3@127.0.0.1:{port}"),
         format!("redis://127.0.0.1:{port}"),
     ] {
-        match RedisStore::connect_url(&wrong).await {
+        match RedisStore::connect(&wrong).await {
             Err(error) => {
                 let text = format!("{error} {error:?}");
                 assert!(!text.contains("hunter3"), "password shown: {text}");
                 assert!(
                     !error.is_transient(),
                     "a wrong password is permanent: {text}"
+                );
+                let shown = error.to_string();
+                assert!(
+                    shown.contains("redis://:PASSWORD@host")
+                        && shown.contains("redis://USER:PASSWORD@host")
+                        && shown.contains(&format!("127.0.0.1:{port}")),
+                    "the message says how to give the password: {shown}"
                 );
             }
             Ok(_) => panic!("{wrong}: connected with a wrong password"),
@@ -251,7 +256,7 @@ async fn unix_socket_url_works() {
         .wait_ready(&format!("redis://:hunter2@127.0.0.1:{}", server.port))
         .await;
     let url = format!("redis+unix://{socket}?password=hunter2&db=3");
-    let store = RedisStore::connect_url(&url).await.expect("unix socket");
+    let store = RedisStore::connect(&url).await.expect("unix socket");
     assert!(!format!("{store:?}").contains("hunter2"));
     let locker = store.locker();
     let lock = locker
@@ -325,7 +330,7 @@ async fn tls_with_a_private_ca() {
     );
     let store = within("TLS server up", SOON, async {
         loop {
-            match RedisStore::connect_url(&url).await {
+            match RedisStore::connect(&url).await {
                 Ok(store) => return store,
                 Err(error) if error.is_transient() => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -347,7 +352,7 @@ async fn tls_with_a_private_ca() {
 
     // Without the private CA, the server's certificate is not trusted.
     let untrusted = format!("rediss://:hunter2@127.0.0.1:{port}");
-    match RedisStore::connect_url(&untrusted).await {
+    match RedisStore::connect(&untrusted).await {
         Err(error) => assert!(!format!("{error:?}").contains("hunter2")),
         Ok(_) => panic!("connected to a server whose CA is not trusted"),
     }
@@ -361,7 +366,7 @@ async fn scripts_reload_after_script_flush() {
         return;
     };
     let url = format!("{url}?namespace={}", namespace());
-    let store = RedisStore::connect_url(&url).await.unwrap();
+    let store = RedisStore::connect(&url).await.unwrap();
     let locker = store.locker();
     let mut admin = redis::Client::open(url.split('?').next().unwrap())
         .unwrap()
@@ -431,8 +436,8 @@ async fn server_restart_mid_lease() {
     let mut server = RedisServer::start(&[]).await;
     let url = server.url();
     server.wait_ready(&url).await;
-    let holder = RedisStore::connect_url(&url).await.unwrap().locker();
-    let waiter = RedisStore::connect_url(&url).await.unwrap().locker();
+    let holder = RedisStore::connect(&url).await.unwrap().locker();
+    let waiter = RedisStore::connect(&url).await.unwrap().locker();
     let ttl = Duration::from_millis(800);
     let lock = holder
         .try_lock("restart", &LockOptions::new().with_ttl(ttl))
@@ -510,7 +515,7 @@ async fn unconfirmed_release_is_not_success() {
         .unwrap()
         .with_response_timeout(Duration::from_millis(300))
         .with_connect_timeout(Duration::from_millis(300));
-    let locker = RedisStore::connect(config).await.unwrap().locker();
+    let locker = RedisStore::connect_with(config).await.unwrap().locker();
     let lock = locker
         .try_lock("gone", &LockOptions::new().manual_refresh())
         .await
@@ -540,7 +545,7 @@ async fn wakeups_are_armed_and_idle_channels_unsubscribed() {
         return;
     };
     let ns = namespace();
-    let store = RedisStore::connect_url(&format!("{url}?namespace={ns}"))
+    let store = RedisStore::connect(&format!("{url}?namespace={ns}"))
         .await
         .unwrap();
     let mut admin = redis::Client::open(url.as_str())
@@ -592,7 +597,7 @@ async fn namespaces_do_not_collide() {
     let connect = |ns: String| {
         let url = url.clone();
         async move {
-            RedisStore::connect_url(&format!("{url}?namespace={ns}"))
+            RedisStore::connect(&format!("{url}?namespace={ns}"))
                 .await
                 .unwrap()
                 .locker()
@@ -602,7 +607,7 @@ async fn namespaces_do_not_collide() {
 
     // The colliding spelling is refused, naming the namespace and the reason.
     let colliding = format!("{ns}:x");
-    match RedisStore::connect_url(&format!("{url}?namespace={colliding}")).await {
+    match RedisStore::connect(&format!("{url}?namespace={colliding}")).await {
         Err(Error::InvalidUrl { reason, .. }) => {
             assert!(
                 reason.contains(&colliding) && reason.contains("separates"),
@@ -649,4 +654,94 @@ async fn namespaces_do_not_collide() {
     for lock in [in_parent, in_child, in_child_2] {
         lock.release().await.unwrap();
     }
+}
+
+/// The texts of an error and its sources, outermost first.
+fn chain(error: &dyn std::error::Error) -> Vec<String> {
+    let mut out = vec![error.to_string()];
+    let mut next = error.source();
+    while let Some(e) = next {
+        out.push(e.to_string());
+        next = e.source();
+    }
+    out
+}
+
+/// A closed port is `Unavailable` at once, naming the endpoint, with the
+/// refusal in the error chain once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_unavailable_at_once_naming_the_endpoint() {
+    let port = free_port();
+    let started = Instant::now();
+    let error = RedisStore::connect(&format!("redis://:hunter2@127.0.0.1:{port}"))
+        .await
+        .expect_err("nothing listens there");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    let links = chain(&error);
+    assert!(links[0].contains(&format!("127.0.0.1:{port}")), "{links:?}");
+    assert!(
+        !format!("{links:?} {error:?}").contains("hunter2"),
+        "{links:?}"
+    );
+    // Below the core's own line, every link adds something.
+    for pair in links[1..].windows(2) {
+        assert!(!pair[0].contains(&pair[1]), "repeated: {links:?}");
+    }
+    let refused = links
+        .iter()
+        .filter(|l| l.to_lowercase().contains("connection refused"))
+        .count();
+    assert_eq!(refused, 1, "{links:?}");
+}
+
+/// An eviction ends every lease at once, wakes a waiter at once (no wait for
+/// the holder's TTL), and the next token is higher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evict_wakes_waiters_and_fences() {
+    use distlock_core::Store;
+    let Some(url) = distlock_core::conformance::service_url("DISTLOCK_REDIS_URL") else {
+        return;
+    };
+    let url = format!("{url}?namespace={}", namespace());
+    let operator = RedisStore::connect(&url).await.unwrap();
+    let holder = RedisStore::connect(&url).await.unwrap().locker();
+    let long = LockOptions::new().with_ttl(Duration::from_secs(60));
+    let held = holder.try_lock("e", &long).await.unwrap().unwrap();
+    let waiter = RedisStore::connect(&url).await.unwrap().locker();
+    let waiting = tokio::spawn(async move {
+        let lock = waiter
+            .lock("e", &LockOptions::new().with_wait_timeout(SOON))
+            .await
+            .unwrap();
+        (Instant::now(), lock)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let evicted = Instant::now();
+    assert_eq!(operator.evict("e").await.unwrap(), 1);
+    let (granted, lock) = within("waiter granted", SOON, waiting).await.unwrap();
+    assert!(
+        granted - evicted < Duration::from_secs(2),
+        "{:?}",
+        granted - evicted
+    );
+    assert!(lock.token() > held.token());
+    lock.release().await.unwrap();
+    assert_eq!(operator.evict("e").await.unwrap(), 0);
+    // Semaphore leases are counted one by one.
+    let three = LockOptions::new()
+        .with_permits(3)
+        .with_ttl(Duration::from_secs(2));
+    let a = holder.try_lock("s", &three).await.unwrap().unwrap();
+    let b = holder.try_lock("s", &three).await.unwrap().unwrap();
+    assert_eq!(operator.evict("s").await.unwrap(), 2);
+    within("evicted holders lost", SOON, async {
+        a.lost().await;
+        b.lost().await;
+    })
+    .await;
 }

@@ -1,7 +1,7 @@
 //! Push wake-up: one shared pub/sub connection per store.
 //!
 //! Release publishes on the resource's channel (`{P:R}:w`, see
-//! [`crate::keys`]). A waiter asks [`Subscriber::subscribe`] for a wake-up:
+//! [`crate::layout`]). A waiter asks [`Subscriber::subscribe`] for a wake-up:
 //! the channel gets a [`Notify`] shared by every waiter of that resource in
 //! this store, and is `SUBSCRIBE`d on the store's one pub/sub connection the
 //! first time (the call returns only once the server confirmed it, so a release
@@ -22,6 +22,8 @@ use distlock_core::{Error, Result, Wakeup};
 use futures_util::StreamExt;
 use redis::aio::PubSubSink;
 use tokio::sync::{Notify, RwLock, oneshot};
+
+use crate::error::{BACKEND, connect_error, map_error};
 
 /// Unsubscribe idle channels when this many have piled up …
 const IDLE_BATCH: usize = 256;
@@ -162,11 +164,17 @@ impl Subscriber {
             let (mut sink, generation) = self.connection().await?;
             match tokio::time::timeout(self.inner.timeout, sink.subscribe(channel)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(error)) => return Err(Error::unavailable("redis", error)),
+                Ok(Err(error)) => {
+                    let endpoint = self.inner.config.endpoint();
+                    return Err(map_error(error, &endpoint, "subscribe", channel, false));
+                }
                 Err(_) => {
                     return Err(Error::unavailable(
-                        "redis",
-                        "SUBSCRIBE was not confirmed in time",
+                        BACKEND,
+                        format!(
+                            "SUBSCRIBE was not confirmed in time by {}",
+                            self.inner.config.endpoint()
+                        ),
                     ));
                 }
             }
@@ -197,8 +205,16 @@ impl Subscriber {
         let client = self.inner.config.client(false)?;
         let pubsub = tokio::time::timeout(self.inner.timeout, client.get_async_pubsub())
             .await
-            .map_err(|_| Error::unavailable("redis", "pub/sub connection timed out"))?
-            .map_err(|e| Error::unavailable("redis", e))?;
+            .map_err(|_| {
+                Error::unavailable(
+                    BACKEND,
+                    format!(
+                        "pub/sub connection to {} timed out",
+                        self.inner.config.endpoint()
+                    ),
+                )
+            })?
+            .map_err(|e| connect_error(e, &self.inner.config.endpoint()))?;
         let (sink, stream) = pubsub.split();
         let (stop, stopped) = oneshot::channel();
         let generation = {

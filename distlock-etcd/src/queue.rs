@@ -28,72 +28,22 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use distlock_core::{Abandoned, AcquireRequest, Error, Grant, Result};
+use distlock_core::{Abandoned, AcquireRequest, Backoff, Error, Grant, Result};
 use etcd_client::{
     Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp, WatchFilterType,
-    WatchOptions, WatchStream,
+    WatchOptions,
 };
 
 use crate::EtcdStore;
-use crate::error::{Op, is_lease_not_found, map};
-use crate::keys::Record;
+use crate::client::{first_range, revision_of};
+use crate::error::{BACKEND, Op, is_lease_not_found, unreadable};
+use crate::layout::Record;
 use crate::lease::LeaseHandle;
-use crate::store::{first_range, revision_of, unreadable};
+use crate::wakeup::Watch;
 
-/// A watch whose first answer (`created`) has arrived: events after its start
-/// revision are not missed.
-pub(crate) struct Watch {
-    stream: WatchStream,
-}
-
-impl Watch {
-    pub(crate) async fn open(
-        store: &EtcdStore,
-        key: Vec<u8>,
-        options: WatchOptions,
-        resource: &str,
-    ) -> Result<Watch> {
-        let mut stream = store
-            .retry(|client| {
-                let (mut client, key, options) =
-                    (client.watch_client(), key.clone(), options.clone());
-                async move { client.watch(key, Some(options)).await }
-            })
-            .await
-            .map_err(|e| map(e, Op::Read, resource))?;
-        match stream.message().await {
-            Ok(Some(answer)) if answer.created() => Ok(Watch { stream }),
-            Ok(Some(answer)) => Err(Error::store(
-                crate::error::BACKEND,
-                format!("watch refused: {}", answer.cancel_reason()),
-            )),
-            Ok(None) => Err(Error::unavailable(
-                crate::error::BACKEND,
-                "watch stream closed before it was created",
-            )),
-            Err(e) => Err(map(e, Op::Read, resource)),
-        }
-    }
-
-    /// Completes on the next event (or a cancelled watch: compaction), which is
-    /// the caller's cue to re-check. Cancel safe.
-    pub(crate) async fn next_wake(&mut self) -> Result<()> {
-        loop {
-            match self.stream.message().await {
-                Ok(Some(answer)) if answer.canceled() || !answer.events().is_empty() => {
-                    return Ok(());
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    return Err(Error::unavailable(
-                        crate::error::BACKEND,
-                        "watch stream ended",
-                    ));
-                }
-                Err(e) => return Err(map(e, Op::Read, "")),
-            }
-        }
-    }
+/// Backoff after connection trouble while waiting: 50 ms doubling to 2 s.
+fn trouble_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(2))
 }
 
 /// Where a waiter stands after a check.
@@ -151,7 +101,7 @@ pub(crate) async fn acquire_queued(
                 retried = true;
             }
             Err(JoinError::Client(error)) => {
-                return Err(map(error, Op::Write("acquire"), request.resource));
+                return Err(store.map_error(error, Op::Write("acquire"), request.resource));
             }
             Err(JoinError::Mismatch(existing)) => {
                 store.release_key(request.resource, request.key).await?;
@@ -164,7 +114,7 @@ pub(crate) async fn acquire_queued(
             Err(JoinError::Other(error)) => return Err(error),
         }
     };
-    let mut pause = Duration::from_millis(50);
+    let mut backoff = trouble_backoff();
     let mut waited = false;
     loop {
         match place {
@@ -203,11 +153,10 @@ pub(crate) async fn acquire_queued(
                     }
                     Err(error) if error.is_transient() => {
                         // Connection trouble: back off, then look again.
-                        if waiter.sleep_until_or(deadline, pause).await {
+                        if waiter.sleep_until_or(deadline, backoff.next_pause()).await {
                             waiter.leave().await?;
                             return Ok(None);
                         }
-                        pause = (pause * 2).min(Duration::from_secs(2));
                         match waiter.check().await {
                             Ok(next) => place = next,
                             Err(error) if error.is_transient() => {}
@@ -223,15 +172,14 @@ pub(crate) async fn acquire_queued(
             match waiter.check().await {
                 Ok(next) => {
                     place = next;
-                    pause = Duration::from_millis(50);
+                    backoff.reset();
                     break;
                 }
                 Err(error) if error.is_transient() => {
-                    if waiter.sleep_until_or(deadline, pause).await {
+                    if waiter.sleep_until_or(deadline, backoff.next_pause()).await {
                         waiter.leave().await?;
                         return Ok(None);
                     }
-                    pause = (pause * 2).min(Duration::from_secs(2));
                 }
                 Err(error) => return Err(error),
             }
@@ -291,7 +239,7 @@ async fn join(
     let response = store.kv_txn(txn).await?;
     if !response.succeeded() {
         return Err(JoinError::Other(Error::store(
-            crate::error::BACKEND,
+            BACKEND,
             "lease key already present in etcd",
         )));
     }
@@ -306,7 +254,7 @@ async fn join(
         .collect();
     let (Some(first), Some(last)) = (ranges.first(), ranges.get(1)) else {
         return Err(JoinError::Other(Error::store(
-            crate::error::BACKEND,
+            BACKEND,
             "txn answered without its ranges",
         )));
     };
