@@ -141,6 +141,20 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// Whether a URL option holds a secret: a password, secret or token, or an
+/// access / API key (`hash_key=`, naming an attribute, is not one).
+fn is_secret_option(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "token", "credential"]
+        .iter()
+        .any(|s| name.contains(s))
+        || matches!(
+            name.as_str(),
+            "access_key" | "api_key" | "private_key" | "pass"
+        )
+        || name.ends_with("access_key_id")
+}
+
 /// Parse a store URL, with an error that never repeats a password.
 pub fn parse_url(url: &str) -> Result<Url> {
     Url::parse(url).map_err(|e| Error::InvalidUrl {
@@ -160,17 +174,15 @@ pub fn redact_url(url: &str) -> String {
             let pairs: Vec<(String, String)> = parsed
                 .query_pairs()
                 .map(|(k, v)| {
-                    let secret = ["password", "secret", "token", "key"]
-                        .iter()
-                        .any(|s| k.to_ascii_lowercase().contains(s));
-                    (
-                        k.into_owned(),
-                        if secret {
-                            "***".to_owned()
-                        } else {
-                            v.into_owned()
-                        },
-                    )
+                    let value = if is_secret_option(&k) {
+                        "***".to_owned()
+                    } else if v.contains("://") {
+                        // A URL inside an option (an endpoint) may carry a password too.
+                        redact_url(&v)
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), value)
                 })
                 .collect();
             if !pairs.is_empty() {
@@ -201,6 +213,10 @@ mod tests {
         let r = redact_url("redis://user:hunter2@h:1/0?password=hunter3&db=1");
         assert!(!r.contains("hunter"), "{r}");
         assert!(r.contains("user") && r.contains("db=1"), "{r}");
+        let r =
+            redact_url("dynamodb://t?hash_key=pk&endpoint=http://u:hunter4@h:1&api_key=hunter5");
+        assert!(r.contains("hash_key=pk"), "{r}");
+        assert!(!r.contains("hunter"), "{r}");
         let r = redact_url("postgres://u:hunter2@[::1");
         assert!(!r.contains("hunter"), "{r}");
         assert_eq!(r, "postgres://…");

@@ -28,6 +28,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use url::Url;
 
 use crate::error::{BACKEND, ClientError, Op, from_status};
+use crate::proto::admin_service_client::AdminServiceClient;
 use crate::proto::lock_service_client::LockServiceClient;
 use crate::proto::{self as pb, RefreshOutcome, session_request, session_response};
 use crate::{PASSWORD_HEADER, SESSION_HEADER};
@@ -53,7 +54,10 @@ fn key_bytes(key: LeaseKey) -> Bytes {
 
 /// Milliseconds, rounded up: the server's lease is never shorter than ours.
 fn ceil_ms(d: Duration) -> u64 {
-    d.as_nanos().div_ceil(1_000_000).try_into().unwrap_or(u64::MAX)
+    d.as_nanos()
+        .div_ceil(1_000_000)
+        .try_into()
+        .unwrap_or(u64::MAX)
 }
 
 /// A [`Store`] over a distlock server. Cheap to clone.
@@ -65,6 +69,8 @@ pub struct GrpcStore {
 struct Inner {
     caps: Capabilities,
     client: LockServiceClient<Channel>,
+    /// The operators' calls (force release), on the same connection.
+    admin: AdminServiceClient<Channel>,
     password: Option<AsciiMetadataValue>,
     target: String,
     session: tokio::sync::Mutex<SessionSlot>,
@@ -111,7 +117,10 @@ impl LiveSession {
         let (answer, receiver) = oneshot::channel();
         locked(&self.shared.pending).insert(seq, answer);
         let message = pb::SessionRequest {
-            kind: Some(session_request::Kind::Keepalive(pb::Keepalive { seq, leases })),
+            kind: Some(session_request::Kind::Keepalive(pb::Keepalive {
+                seq,
+                leases,
+            })),
         };
         if self.tx.send(message).await.is_err() {
             self.shared.alive.store(false, Ordering::Release);
@@ -158,7 +167,10 @@ impl GrpcStore {
             }
             slot.live = None;
         }
-        if slot.failed_at.is_some_and(|at| at.elapsed() < REOPEN_BACKOFF) {
+        if slot
+            .failed_at
+            .is_some_and(|at| at.elapsed() < REOPEN_BACKOFF)
+        {
             return None;
         }
         match tokio::time::timeout(OPEN_TIMEOUT, self.open_session()).await {
@@ -414,6 +426,21 @@ impl Store for GrpcStore {
         Ok(answer.held.then_some(answer.data))
     }
 
+    async fn evict(&self, resource: &str) -> Result<usize> {
+        let message = pb::ForceReleaseRequest {
+            resource: resource.to_owned(),
+        };
+        let answer = self
+            .inner
+            .admin
+            .clone()
+            .force_release(self.request(message, None))
+            .await
+            .map_err(|s| from_status(&s, Op::Write("force release", resource)))?
+            .into_inner();
+        Ok(usize::try_from(answer.released).unwrap_or(usize::MAX))
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let message = pb::ListRequest {
             prefix: prefix.to_owned(),
@@ -496,7 +523,9 @@ pub async fn connect_store(url: &Url) -> Result<GrpcStore> {
         ));
     }
     let tls = url.scheme() == "distlocks";
-    if !matches!(url.path(), "" | "/") || url.fragment().is_some() || (!tls && url.query().is_some())
+    if !matches!(url.path(), "" | "/")
+        || url.fragment().is_some()
+        || (!tls && url.query().is_some())
     {
         return Err(invalid(
             "distlock:// takes no path or options: distlock://[:PASSWORD@]HOST[:PORT], or \
@@ -526,11 +555,9 @@ pub async fn connect_store(url: &Url) -> Result<GrpcStore> {
     };
     let port = url.port().unwrap_or(DEFAULT_PORT);
     let target = format!("{host}:{port}");
-    let mut endpoint = Endpoint::from_shared(format!(
-        "{}://{target}",
-        if tls { "https" } else { "http" }
-    ))
-    .map_err(|_| invalid("not a usable host and port"))?;
+    let mut endpoint =
+        Endpoint::from_shared(format!("{}://{target}", if tls { "https" } else { "http" }))
+            .map_err(|_| invalid("not a usable host and port"))?;
     if tls {
         let read = |option: &str| -> Result<Option<String>> {
             files
@@ -542,10 +569,11 @@ pub async fn connect_store(url: &Url) -> Result<GrpcStore> {
                 })
                 .transpose()
         };
-        let domain = files
-            .get("domain")
-            .cloned()
-            .unwrap_or_else(|| host.trim_start_matches('[').trim_end_matches(']').to_owned());
+        let domain = files.get("domain").cloned().unwrap_or_else(|| {
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned()
+        });
         let mut config = ClientTlsConfig::new().domain_name(domain);
         match read("ca")? {
             Some(ca) => config = config.ca_certificate(Certificate::from_pem(ca)),
@@ -554,7 +582,11 @@ pub async fn connect_store(url: &Url) -> Result<GrpcStore> {
         match (read("cert")?, read("key")?) {
             (Some(cert), Some(key)) => config = config.identity(Identity::from_pem(cert, key)),
             (None, None) => {}
-            _ => return Err(invalid("give both cert= and key= for a client certificate, or neither")),
+            _ => {
+                return Err(invalid(
+                    "give both cert= and key= for a client certificate, or neither",
+                ));
+            }
         }
         endpoint = endpoint
             .tls_config(config)
@@ -566,7 +598,9 @@ pub async fn connect_store(url: &Url) -> Result<GrpcStore> {
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(10))
         .keep_alive_while_idle(true);
-    let client = LockServiceClient::new(endpoint.connect_lazy())
+    let channel = endpoint.connect_lazy();
+    let admin = AdminServiceClient::new(channel.clone());
+    let client = LockServiceClient::new(channel)
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
     let mut request = Request::new(pb::CapabilitiesRequest {});
@@ -576,18 +610,17 @@ pub async fn connect_store(url: &Url) -> Result<GrpcStore> {
             .metadata_mut()
             .insert(PASSWORD_HEADER, password.clone());
     }
-    let caps = match tokio::time::timeout(OPEN_TIMEOUT, client.clone().get_capabilities(request))
-        .await
-    {
-        Ok(Ok(answer)) => answer.into_inner(),
-        Ok(Err(status)) => return Err(from_status(&status, Op::Read)),
-        Err(_) => {
-            return Err(Error::unavailable(
-                BACKEND,
-                format!("no answer from {target} within {OPEN_TIMEOUT:?}"),
-            ));
-        }
-    };
+    let caps =
+        match tokio::time::timeout(OPEN_TIMEOUT, client.clone().get_capabilities(request)).await {
+            Ok(Ok(answer)) => answer.into_inner(),
+            Ok(Err(status)) => return Err(from_status(&status, Op::Read)),
+            Err(_) => {
+                return Err(Error::unavailable(
+                    BACKEND,
+                    format!("no answer from {target} within {OPEN_TIMEOUT:?}"),
+                ));
+            }
+        };
     let ms = Duration::from_millis;
     let capabilities = Capabilities::new(BACKEND)
         .with_min_ttl(ms(caps.min_ttl_ms))
@@ -603,6 +636,7 @@ pub async fn connect_store(url: &Url) -> Result<GrpcStore> {
         inner: Arc::new(Inner {
             caps: capabilities,
             client,
+            admin,
             password,
             target,
             session: tokio::sync::Mutex::default(),

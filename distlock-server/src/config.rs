@@ -163,7 +163,10 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("store", &distlock_core::redact_url(&self.store))
-            .field("locker", &self.locker.as_ref().map(|l| l.capabilities().backend))
+            .field(
+                "locker",
+                &self.locker.as_ref().map(|l| l.capabilities().backend),
+            )
             .field("metrics", &self.metrics)
             .field("password", &self.password)
             .field("disconnect_grace", &self.disconnect_grace)

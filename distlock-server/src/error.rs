@@ -19,7 +19,9 @@ pub(crate) const BACKEND: &str = "distlock";
 #[non_exhaustive]
 pub enum ClientError {
     /// The password was missing or wrong.
-    #[error("the lock server refused the password (set it in the URL: distlock://:PASSWORD@host:port)")]
+    #[error(
+        "the lock server refused the password (set it in the URL: distlock://:PASSWORD@host:port)"
+    )]
     Unauthenticated,
     /// A server limit was hit.
     #[error("server limit `{limit}` reached: {reason}")]
@@ -61,7 +63,11 @@ pub(crate) fn limit(limit: &str, reason: String) -> Status {
     let mut d = detail(Kind::Limit);
     d.what = limit.to_owned();
     d.reason = reason.clone();
-    status(Code::ResourceExhausted, format!("limit `{limit}`: {reason}"), d)
+    status(
+        Code::ResourceExhausted,
+        format!("limit `{limit}`: {reason}"),
+        d,
+    )
 }
 
 /// Bad input caught by the server itself.
@@ -70,7 +76,11 @@ pub(crate) fn invalid(what: &str, reason: impl Into<String>) -> Status {
     let mut d = detail(Kind::InvalidArgument);
     d.what = what.to_owned();
     d.reason = reason.clone();
-    status(Code::InvalidArgument, format!("invalid {what}: {reason}"), d)
+    status(
+        Code::InvalidArgument,
+        format!("invalid {what}: {reason}"),
+        d,
+    )
 }
 
 /// The server is draining.
@@ -257,8 +267,12 @@ pub(crate) fn from_status(status: &Status, op: Op<'_>) -> Error {
                 reason: status.message().to_owned(),
             },
         ),
-        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
-        | Code::Aborted | Code::Internal => unknown(status, op),
+        Code::Unavailable
+        | Code::Unknown
+        | Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::Internal => unknown(status, op),
         code => Error::store(
             BACKEND,
             ClientError::Server {

@@ -44,15 +44,21 @@ mod service;
 mod state;
 
 /// The generated protocol types and gRPC stubs (`distlock.v1`).
-#[allow(missing_docs, unreachable_pub, missing_debug_implementations, clippy::all, clippy::pedantic)]
+#[allow(
+    missing_docs,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::all,
+    clippy::pedantic
+)]
 pub mod proto {
     tonic::include_proto!("distlock.v1");
 }
 
-pub use error::ClientError;
-pub use lockey::SessionClient;
 pub use client::{DEFAULT_PORT, DistlockConnector, GrpcStore, SCHEMES, connect, connect_store};
 pub use config::{Config, DisconnectGrace, Limits, Password, TlsConfig};
+pub use error::ClientError;
+pub use lockey::SessionClient;
 pub use server::{ServerHandle, StartError, start};
 
 /// Every backend `--store` can name in this build (features `memory`,
@@ -72,19 +78,27 @@ pub fn registry() -> distlock_core::Registry {
     let registry = registry.with(distlock_etcd::EtcdConnector);
     let missing: &[(&str, &'static [&'static str], bool)] = &[
         ("memory", &["memory"], cfg!(feature = "memory")),
-        ("redis", &["redis", "rediss", "redis+unix"], cfg!(feature = "redis")),
-        ("postgres", &["postgres", "postgresql"], cfg!(feature = "postgres")),
+        (
+            "redis",
+            &["redis", "rediss", "redis+unix"],
+            cfg!(feature = "redis"),
+        ),
+        (
+            "postgres",
+            &["postgres", "postgresql"],
+            cfg!(feature = "postgres"),
+        ),
         ("etcd", &["etcd", "etcds"], cfg!(feature = "etcd")),
     ];
-    missing
-        .iter()
-        .filter(|(_, _, built)| !built)
-        .fold(registry, |registry, (feature, schemes, _)| {
+    missing.iter().filter(|(_, _, built)| !built).fold(
+        registry,
+        |registry, (feature, schemes, _)| {
             registry.with_hint(
                 schemes,
                 format!("turn on feature `{feature}` of the `distlock-server` crate"),
             )
-        })
+        },
+    )
 }
 
 /// The metadata key carrying the password.

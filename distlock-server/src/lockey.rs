@@ -51,7 +51,10 @@ impl SessionClient {
         let store = connect_store(&parse_url(url)?).await?;
         let owner = match store.session_id().await {
             Some(id) => format!("session-{id}"),
-            None => format!("session-{:016x}", distlock_core::LeaseKey::random().as_u128() as u64),
+            None => format!(
+                "session-{:016x}",
+                distlock_core::LeaseKey::random().as_u128() as u64
+            ),
         };
         let locker = StoreLocker::with_owner(store, owner.clone())?;
         Ok(SessionClient {

@@ -97,7 +97,9 @@ fn parse_args() -> Result<Config, String> {
             config = config.with_tls(tls);
         }
         (None, None, None) => {}
-        _ => return Err("--tls-cert and --tls-key go together (--tls-client-ca needs both)".into()),
+        _ => {
+            return Err("--tls-cert and --tls-key go together (--tls-client-ca needs both)".into());
+        }
     }
     Ok(config.with_limits(limits))
 }
@@ -116,7 +118,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("cannot start the runtime: {error}");

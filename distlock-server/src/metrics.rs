@@ -46,10 +46,23 @@ pub(crate) fn render(state: &State) -> String {
     let m = &state.metrics;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, kind: &str, value: String| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     };
-    gauge("distlock_sessions", "Open client sessions.", "gauge", sessions.to_string());
-    gauge("distlock_held_locks", "Leases the server holds for clients.", "gauge", held.to_string());
+    gauge(
+        "distlock_sessions",
+        "Open client sessions.",
+        "gauge",
+        sessions.to_string(),
+    );
+    gauge(
+        "distlock_held_locks",
+        "Leases the server holds for clients.",
+        "gauge",
+        held.to_string(),
+    );
     gauge(
         "distlock_waiters",
         "Callers waiting server-side (Lock, Watch).",
@@ -58,19 +71,45 @@ pub(crate) fn render(state: &State) -> String {
     );
     for (name, help, counter) in [
         ("distlock_grants_total", "Leases granted.", &m.grants),
-        ("distlock_releases_total", "Leases released by their holders.", &m.releases),
-        ("distlock_keepalives_total", "Session keepalive messages received.", &m.keepalives),
+        (
+            "distlock_releases_total",
+            "Leases released by their holders.",
+            &m.releases,
+        ),
+        (
+            "distlock_keepalives_total",
+            "Session keepalive messages received.",
+            &m.keepalives,
+        ),
         ("distlock_renewals_total", "Leases renewed.", &m.renewals),
-        ("distlock_session_releases_total", "Leases released after their session ended.", &m.session_releases),
-        ("distlock_force_releases_total", "Leases ended by an operator.", &m.force_releases),
+        (
+            "distlock_session_releases_total",
+            "Leases released after their session ended.",
+            &m.session_releases,
+        ),
+        (
+            "distlock_force_releases_total",
+            "Leases ended by an operator.",
+            &m.force_releases,
+        ),
     ] {
-        gauge(name, help, "counter", counter.load(Ordering::Relaxed).to_string());
+        gauge(
+            name,
+            help,
+            "counter",
+            counter.load(Ordering::Relaxed).to_string(),
+        );
     }
     let _ = writeln!(
         out,
         "# HELP distlock_errors_total Errors answered, by kind.\n# TYPE distlock_errors_total counter"
     );
-    for (kind, count) in m.errors.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+    for (kind, count) in m
+        .errors
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
         let _ = writeln!(out, "distlock_errors_total{{kind=\"{kind}\"}} {count}");
     }
     out
@@ -106,7 +145,8 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<State>) {
             if request.is_err() {
                 return;
             }
-            let ok = buf[..read].starts_with(b"GET /metrics ") || buf[..read].starts_with(b"GET / ");
+            let ok =
+                buf[..read].starts_with(b"GET /metrics ") || buf[..read].starts_with(b"GET / ");
             let (status, body) = if ok {
                 ("200 OK", render(&state))
             } else {

@@ -66,9 +66,10 @@ pub async fn start(config: Config) -> Result<ServerHandle, StartError> {
         None => crate::registry().connect(&config.store).await?,
     };
     let listener = bind(config.listen).await?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
     let metrics_listener = match config.metrics {
         Some(at) => Some(bind(at).await?),
         None => None,
@@ -197,7 +198,12 @@ impl ServerHandle {
 
     /// Open sessions.
     pub fn open_sessions(&self) -> usize {
-        self.state.tables().sessions.values().filter(|s| s.connected).count()
+        self.state
+            .tables()
+            .sessions
+            .values()
+            .filter(|s| s.connected)
+            .count()
     }
 
     /// End every lease of `resource` this server granted, as the admin
@@ -222,10 +228,15 @@ impl ServerHandle {
             let timeout = self.state.config.drain_timeout;
             match tokio::time::timeout(timeout, &mut task).await {
                 Ok(Ok(Ok(()))) => tracing::info!("distlock server stopped"),
-                Ok(Ok(Err(error))) => tracing::warn!(%error, "distlock server stopped with an error"),
+                Ok(Ok(Err(error))) => {
+                    tracing::warn!(%error, "distlock server stopped with an error")
+                }
                 Ok(Err(_)) => tracing::warn!("distlock server task failed"),
                 Err(_) => {
-                    tracing::warn!(?timeout, "calls still in flight after the drain timeout; stopping");
+                    tracing::warn!(
+                        ?timeout,
+                        "calls still in flight after the drain timeout; stopping"
+                    );
                     task.abort();
                 }
             }

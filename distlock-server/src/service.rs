@@ -49,9 +49,12 @@ pub(crate) fn unix_ms(at: SystemTime) -> u64 {
 }
 
 fn parse_key(bytes: &[u8]) -> Result<LeaseKey, Status> {
-    let array: [u8; 16] = bytes
-        .try_into()
-        .map_err(|_| invalid("key", format!("a lease key is 16 bytes, got {}", bytes.len())))?;
+    let array: [u8; 16] = bytes.try_into().map_err(|_| {
+        invalid(
+            "key",
+            format!("a lease key is 16 bytes, got {}", bytes.len()),
+        )
+    })?;
     Ok(LeaseKey::from_u128(u128::from_be_bytes(array)))
 }
 
@@ -249,7 +252,8 @@ impl LockService for LockApi {
             // Leave room for the rest of the message.
             max_data_len: caps
                 .max_data_len
-                .min(limits.max_message_bytes.saturating_sub(4096)) as u64,
+                .min(limits.max_message_bytes.saturating_sub(4096))
+                as u64,
             max_resource_len: caps.max_resource_len as u64,
             clock_margin_ms: caps.clock_margin.as_millis().try_into().unwrap_or(u64::MAX),
             protocol_version: PROTOCOL_VERSION,
@@ -283,7 +287,12 @@ impl LockService for LockApi {
         let Some(lease) = self.state.lease(&id) else {
             return Err(self.fail(&Error::not_held(&r.resource)));
         };
-        match self.state.locker.release(&r.resource, lease.server_key).await {
+        match self
+            .state
+            .locker
+            .release(&r.resource, lease.server_key)
+            .await
+        {
             Ok(()) => {
                 self.state.remove_lease(&id);
                 self.state.wake(&r.resource);
@@ -439,9 +448,7 @@ impl LockService for LockApi {
                     Err(status) => pb::KeepaliveAck {
                         seq: keepalive.seq,
                         outcomes: Vec::new(),
-                        error: Some(
-                            prost::Message::decode(status.details()).unwrap_or_default(),
-                        ),
+                        error: Some(prost::Message::decode(status.details()).unwrap_or_default()),
                     },
                 };
                 let answer = pb::SessionResponse {
@@ -518,7 +525,10 @@ impl AdminService for AdminApi {
                 resource: resource.clone(),
                 token: lease.token,
                 owner: lease.owner.clone(),
-                session_id: lease.session.map(|s| format!("{s:016x}")).unwrap_or_default(),
+                session_id: lease
+                    .session
+                    .map(|s| format!("{s:016x}"))
+                    .unwrap_or_default(),
                 ttl_ms: lease.ttl.as_millis() as u64,
                 remaining_ms: if lease.expires >= now {
                     (lease.expires - now).as_millis() as i64

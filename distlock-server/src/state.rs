@@ -206,7 +206,9 @@ impl State {
             for (resource, server_key) in due {
                 tracing::debug!(%resource, "releasing the lease of a closed session");
                 let _ = self.locker.release(&resource, server_key).await;
-                self.metrics.session_releases.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .session_releases
+                    .fetch_add(1, Ordering::Relaxed);
                 self.wake(&resource);
             }
             match next {
@@ -313,8 +315,9 @@ impl State {
         }
     }
 
-    /// End every lease of `resource` the server granted (an operator's call);
-    /// returns how many the store confirmed.
+    /// End every lease of `resource` (an operator's call): those this server
+    /// granted, and through the store's own force release (where it has one)
+    /// any granted elsewhere; returns how many ended.
     pub(crate) async fn force_release(&self, resource: &str) -> u64 {
         let ids: Vec<LeaseId> = self
             .tables()
@@ -323,14 +326,24 @@ impl State {
             .filter(|(r, _)| r == resource)
             .cloned()
             .collect();
-        let mut released = 0;
-        for id in ids {
-            if let Some(lease) = self.remove_lease(&id)
-                && self.locker.release(resource, lease.server_key).await.is_ok()
-            {
-                released += 1;
+        let ours: Vec<_> = ids.iter().filter_map(|id| self.remove_lease(id)).collect();
+        let released = match self.locker.force_release(resource).await {
+            Ok(ended) => u64::try_from(ended).unwrap_or(u64::MAX),
+            Err(_) => {
+                let mut released = 0;
+                for lease in ours {
+                    if self
+                        .locker
+                        .release(resource, lease.server_key)
+                        .await
+                        .is_ok()
+                    {
+                        released += 1;
+                    }
+                }
+                released
             }
-        }
+        };
         self.wake(resource);
         self.metrics
             .force_releases

@@ -27,16 +27,29 @@ async fn the_binary_serves_memory_with_a_password() {
         .await
         .expect("the binary says where it listens")
         .unwrap();
-    let addr = line.trim().strip_prefix("listening on ").expect(&line).to_owned();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .expect(&line)
+        .to_owned();
     let outcome: distlock_core::Result<()> = async {
         let locker = distlock_server::connect(&format!("distlock://:pw-from-env@{addr}")).await?;
         let lock = locker
             .try_lock("binary/a", &LockOptions::new())
             .await?
             .expect("free");
-        assert!(locker.try_lock("binary/a", &LockOptions::new()).await?.is_none());
+        assert!(
+            locker
+                .try_lock("binary/a", &LockOptions::new())
+                .await?
+                .is_none()
+        );
         lock.release().await?;
-        assert!(distlock_server::connect(&format!("distlock://{addr}")).await.is_err());
+        assert!(
+            distlock_server::connect(&format!("distlock://{addr}"))
+                .await
+                .is_err()
+        );
         Ok(())
     }
     .await;

@@ -18,7 +18,9 @@ struct StoreFixture {
 #[async_trait]
 impl Fixture for StoreFixture {
     async fn locker(&self) -> Arc<dyn Locker> {
-        distlock_server::connect(&self.server.url()).await.expect("client connects")
+        distlock_server::connect(&self.server.url())
+            .await
+            .expect("client connects")
     }
 
     async fn expire(&self, resource: &str) {
@@ -32,7 +34,9 @@ async fn fixture() -> Option<StoreFixture> {
         return None;
     };
     let config = Config::new("127.0.0.1:0".parse().unwrap()).with_store(url);
-    let server = distlock_server::start(config).await.expect("server over the store");
+    let server = distlock_server::start(config)
+        .await
+        .expect("server over the store");
     Some(StoreFixture { server })
 }
 

@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_force_release_and_metrics() {
-    let config = Config::new("127.0.0.1:0".parse().unwrap())
-        .with_metrics("127.0.0.1:0".parse().unwrap());
+    let config =
+        Config::new("127.0.0.1:0".parse().unwrap()).with_metrics("127.0.0.1:0".parse().unwrap());
     let fixture = ServerFixture::start(config).await;
     let server = &fixture.server;
     let locker = distlock_server::connect(&server.url()).await.unwrap();
@@ -28,7 +28,9 @@ async fn list_force_release_and_metrics() {
         .await
         .unwrap();
     let locks = admin
-        .list_locks(ListLocksRequest { prefix: "ops/".to_owned() })
+        .list_locks(ListLocksRequest {
+            prefix: "ops/".to_owned(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -47,7 +49,9 @@ async fn list_force_release_and_metrics() {
     assert_eq!(sessions[0].locks, 1);
 
     let released = admin
-        .force_release(ForceReleaseRequest { resource: "ops/a".to_owned() })
+        .force_release(ForceReleaseRequest {
+            resource: "ops/a".to_owned(),
+        })
         .await
         .unwrap()
         .into_inner()
@@ -55,7 +59,10 @@ async fn list_force_release_and_metrics() {
     assert_eq!(released, 1);
     let other = distlock_server::connect(&server.url()).await.unwrap();
     let next = other.try_lock("ops/a", &options).await.unwrap().unwrap();
-    assert!(next.token() > lock.token(), "the next grant has a higher token");
+    assert!(
+        next.token() > lock.token(),
+        "the next grant has a higher token"
+    );
     tokio::time::timeout(Duration::from_secs(20), lock.lost())
         .await
         .expect("the force-released holder learns it at its next refresh");
@@ -86,7 +93,9 @@ async fn list_force_release_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_refuses_new_grants_and_shutdown_ends_streams() {
     let fixture = ServerFixture::new().await;
-    let locker = distlock_server::connect(&fixture.server.url()).await.unwrap();
+    let locker = distlock_server::connect(&fixture.server.url())
+        .await
+        .unwrap();
     let options = LockOptions::new().with_ttl(Duration::from_secs(30));
     let held = locker.try_lock("drain/a", &options).await.unwrap().unwrap();
     fixture.server.drain();

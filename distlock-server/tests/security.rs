@@ -41,7 +41,10 @@ fn detail(status: &tonic::Status) -> ErrorDetail {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_or_missing_password_is_unauthenticated() {
     let config = config().with_password(Password::new("s3cret-hunter2"));
-    assert!(!format!("{config:?}").contains("hunter2"), "Debug shows no password");
+    assert!(
+        !format!("{config:?}").contains("hunter2"),
+        "Debug shows no password"
+    );
     let fixture = ServerFixture::start(config).await;
     let addr = fixture.server.local_addr();
     for url in [
@@ -51,7 +54,10 @@ async fn wrong_or_missing_password_is_unauthenticated() {
     ] {
         let error = distlock_server::connect(&url).await.unwrap_err();
         assert_eq!(client_error(&error), &ClientError::Unauthenticated, "{url}");
-        assert!(!error.is_transient(), "retrying a wrong password cannot help");
+        assert!(
+            !error.is_transient(),
+            "retrying a wrong password cannot help"
+        );
         assert!(!format!("{error} {error:?}").contains("hunter2"));
     }
     let locker = distlock_server::connect(&format!("distlock://:s3cret-hunter2@{addr}"))
@@ -64,7 +70,12 @@ async fn wrong_or_missing_password_is_unauthenticated() {
         .unwrap();
     assert!(!format!("{locker:?}").contains("hunter2"));
     lock.release().await.unwrap();
-    assert!(fixture.server.metrics_text().contains("distlock_errors_total{kind=\"unauthenticated\"} 3"));
+    assert!(
+        fixture
+            .server
+            .metrics_text()
+            .contains("distlock_errors_total{kind=\"unauthenticated\"} 3")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +94,13 @@ async fn session_and_lock_limits_are_typed_errors() {
     let options = LockOptions::new();
     let mut held = Vec::new();
     for i in 0..3 {
-        held.push(locker.try_lock(&format!("limit/{i}"), &options).await.unwrap().unwrap());
+        held.push(
+            locker
+                .try_lock(&format!("limit/{i}"), &options)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
     }
     let error = locker.try_lock("limit/3", &options).await.unwrap_err();
     match client_error(&error) {
@@ -112,12 +129,22 @@ async fn waiter_and_message_size_limits_are_clear_statuses() {
         data: Bytes::new(),
         wait_timeout_ms: Some(30_000),
     };
-    assert!(client.try_lock(request(1)).await.unwrap().into_inner().granted);
+    assert!(
+        client
+            .try_lock(request(1))
+            .await
+            .unwrap()
+            .into_inner()
+            .granted
+    );
     let mut waiting = client.clone();
     let first_waiter = tokio::spawn(async move { waiting.lock(request(2)).await });
     let started = std::time::Instant::now();
     while !fixture.server.metrics_text().contains("distlock_waiters 1") {
-        assert!(started.elapsed() < Duration::from_secs(10), "the waiter registers");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the waiter registers"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let status = client.lock(request(3)).await.unwrap_err();
@@ -149,12 +176,20 @@ async fn waiter_and_message_size_limits_are_clear_statuses() {
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
     assert!(status.message().contains("65536"), "{status:?}");
     // The client backend refuses it before sending, naming the argument.
-    let locker = distlock_server::connect(&fixture.server.url()).await.unwrap();
+    let locker = distlock_server::connect(&fixture.server.url())
+        .await
+        .unwrap();
     let error = locker
-        .try_lock("waiters/big", &LockOptions::new().with_data(vec![0u8; 100 * 1024]))
+        .try_lock(
+            "waiters/big",
+            &LockOptions::new().with_data(vec![0u8; 100 * 1024]),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(error, Error::InvalidArgument { what: "data", .. }), "{error:?}");
+    assert!(
+        matches!(error, Error::InvalidArgument { what: "data", .. }),
+        "{error:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,14 +204,62 @@ async fn malformed_requests_get_invalid_argument() {
         ..Default::default()
     };
     let cases = [
-        ("key", pb::LockRequest { key: Bytes::from_static(b"short"), ..good.clone() }),
-        ("resource", pb::LockRequest { resource: String::new(), ..good.clone() }),
-        ("resource", pb::LockRequest { resource: "a\u{0}b".to_owned(), ..good.clone() }),
-        ("resource", pb::LockRequest { resource: "x".repeat(10_000), ..good.clone() }),
-        ("ttl", pb::LockRequest { ttl_ms: 0, ..good.clone() }),
-        ("ttl", pb::LockRequest { ttl_ms: u64::MAX, ..good.clone() }),
-        ("permits", pb::LockRequest { permits: 0, ..good.clone() }),
-        ("owner", pb::LockRequest { owner: "\u{7}".to_owned(), ..good.clone() }),
+        (
+            "key",
+            pb::LockRequest {
+                key: Bytes::from_static(b"short"),
+                ..good.clone()
+            },
+        ),
+        (
+            "resource",
+            pb::LockRequest {
+                resource: String::new(),
+                ..good.clone()
+            },
+        ),
+        (
+            "resource",
+            pb::LockRequest {
+                resource: "a\u{0}b".to_owned(),
+                ..good.clone()
+            },
+        ),
+        (
+            "resource",
+            pb::LockRequest {
+                resource: "x".repeat(10_000),
+                ..good.clone()
+            },
+        ),
+        (
+            "ttl",
+            pb::LockRequest {
+                ttl_ms: 0,
+                ..good.clone()
+            },
+        ),
+        (
+            "ttl",
+            pb::LockRequest {
+                ttl_ms: u64::MAX,
+                ..good.clone()
+            },
+        ),
+        (
+            "permits",
+            pb::LockRequest {
+                permits: 0,
+                ..good.clone()
+            },
+        ),
+        (
+            "owner",
+            pb::LockRequest {
+                owner: "\u{7}".to_owned(),
+                ..good.clone()
+            },
+        ),
     ];
     for (what, request) in cases {
         let status = client.try_lock(request).await.unwrap_err();

@@ -76,7 +76,11 @@ async fn disconnected_client_loses_its_locks_after_grace_and_its_lost_signal_fir
     let second = distlock_server::connect(&server.url()).await.unwrap();
     let ttl = Duration::from_millis(1500);
     let options = LockOptions::new().with_ttl(ttl);
-    let lock = first.try_lock("disconnect/a", &options).await.unwrap().unwrap();
+    let lock = first
+        .try_lock("disconnect/a", &options)
+        .await
+        .unwrap()
+        .unwrap();
     let first_token = lock.token();
     wait_until("both sessions open", Duration::from_secs(10), || {
         server.open_sessions() == 2
@@ -97,9 +101,11 @@ async fn disconnected_client_loses_its_locks_after_grace_and_its_lost_signal_fir
     let cut_at = Instant::now();
     proxy.cut();
 
-    wait_until("the server notices the disconnect", Duration::from_secs(20), || {
-        server.open_sessions() == 1
-    })
+    wait_until(
+        "the server notices the disconnect",
+        Duration::from_secs(20),
+        || server.open_sessions() == 1,
+    )
     .await;
     let (granted_at, regrant) = tokio::time::timeout(Duration::from_secs(30), waiter)
         .await
@@ -127,9 +133,10 @@ async fn disconnected_client_loses_its_locks_after_grace_and_its_lost_signal_fir
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn zero_grace_releases_at_once_like_go_ldlm() {
-    let fixture =
-        ServerFixture::start(config().with_disconnect_grace(DisconnectGrace::After(Duration::ZERO)))
-            .await;
+    let fixture = ServerFixture::start(
+        config().with_disconnect_grace(DisconnectGrace::After(Duration::ZERO)),
+    )
+    .await;
     let server = &fixture.server;
     let proxy = Proxy::start(server.local_addr()).await;
     let first = distlock_server::connect(&format!("distlock://{}", proxy.addr))
@@ -138,14 +145,24 @@ async fn zero_grace_releases_at_once_like_go_ldlm() {
     let second = distlock_server::connect(&server.url()).await.unwrap();
     // A long TTL: the regrant must come from the disconnect, not from expiry.
     let options = LockOptions::new().with_ttl(Duration::from_secs(60));
-    let lock = first.try_lock("zero-grace/a", &options).await.unwrap().unwrap();
-    proxy.cut();
-    let regrant = tokio::time::timeout(Duration::from_secs(20), second.lock("zero-grace/a", &options))
+    let lock = first
+        .try_lock("zero-grace/a", &options)
         .await
-        .expect("granted soon after the disconnect")
+        .unwrap()
         .unwrap();
+    proxy.cut();
+    let regrant = tokio::time::timeout(
+        Duration::from_secs(20),
+        second.lock("zero-grace/a", &options),
+    )
+    .await
+    .expect("granted soon after the disconnect")
+    .unwrap();
     // The trade-off: the old holder has not noticed yet.
-    assert!(!lock.is_lost(), "with zero grace the old holder may still trust its lock");
+    assert!(
+        !lock.is_lost(),
+        "with zero grace the old holder may still trust its lock"
+    );
     assert!(regrant.token() > lock.token());
 }
 
@@ -206,7 +223,10 @@ async fn a_session_that_ends_cleanly_releases_nothing_early() {
     let server = &fixture.server;
     let client = distlock_server::connect(&server.url()).await.unwrap();
     let lock = client
-        .try_lock("clean/a", &LockOptions::new().with_ttl(Duration::from_secs(30)))
+        .try_lock(
+            "clean/a",
+            &LockOptions::new().with_ttl(Duration::from_secs(30)),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -236,7 +256,10 @@ async fn lockey_style_session_client() {
         .with_options(LockOptions::new().with_wait_timeout(Duration::from_millis(200)));
     assert_eq!(first.check_acquire("lockey/a").await.unwrap(), None);
     first.acquire("lockey/a").await.unwrap();
-    assert!(first.acquire("lockey/a").await.is_err(), "already held by this session");
+    assert!(
+        first.acquire("lockey/a").await.is_err(),
+        "already held by this session"
+    );
     assert_eq!(
         second.check_acquire("lockey/a").await.unwrap().as_deref(),
         Some(first.owner())

@@ -69,7 +69,10 @@ async fn mutual_tls_admits_only_clients_with_a_certificate() {
 
     // No client certificate, or no TLS at all: refused.
     let no_cert = distlock_server::connect(&format!("distlocks://localhost:{port}?ca={ca}")).await;
-    assert!(no_cert.is_err(), "a client without a certificate is refused");
+    assert!(
+        no_cert.is_err(),
+        "a client without a certificate is refused"
+    );
     let plain = distlock_server::connect(&format!("distlock://localhost:{port}")).await;
     assert!(plain.is_err(), "plaintext is refused");
     // Bad TLS options are InvalidUrl.

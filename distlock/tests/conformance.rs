@@ -1,6 +1,7 @@
 //! The conformance suite through the facade (no direct `distlock-core`
 //! dependency), on the memory backend.
 #![cfg(all(feature = "conformance", feature = "memory"))]
+#![allow(clippy::expect_used)] // test code
 
 use std::sync::Arc;
 

@@ -154,12 +154,7 @@ pub async fn views_agree_right_after_expiry(fixture: &dyn Fixture) {
                 let free = match view {
                     "info" => other.info(&r).await.expect("info").is_none(),
                     "read" => other.read(&r).await.expect("read").is_none(),
-                    _ => !other
-                        .list(&prefix)
-                        .await
-                        .expect("list")
-                        .iter()
-                        .any(|n| *n == r),
+                    _ => !other.list(&prefix).await.expect("list").contains(&r),
                 };
                 match (first_free, free) {
                     (Some(said), false) => {

@@ -37,7 +37,9 @@ impl Fixture for ServerFixture {
     }
 
     async fn expire(&self, resource: &str) {
-        self.store.expire(resource);
+        distlock_core::Store::evict(&self.store, resource)
+            .await
+            .expect("evict");
     }
 
     fn connector(&self) -> Option<Arc<dyn Connector>> {
