@@ -106,8 +106,18 @@ pub(crate) enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
-    // `distlock serve` (a lock server over a store) goes here: add a
-    // `Serve(ServeArgs)` variant, a `serve` module and its arm in `main::run`.
+    /// Run a lock server (the same flags as `distlock-server`; `--store URL`
+    /// picks the backend behind it, default memory://).
+    #[cfg(feature = "server")]
+    Serve {
+        /// The server's flags, e.g. `--listen 127.0.0.1:7420 --store redis://…`.
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "FLAGS"
+        )]
+        flags: Vec<String>,
+    },
 }
 
 const LOCK_HELP: &str = "\

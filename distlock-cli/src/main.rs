@@ -76,5 +76,17 @@ async fn run(cli: Cli, out: &output::Output) -> Result<u8, Failure> {
             bench::run(given.as_deref().or(url), args, out).await
         }
         Command::Completions { .. } => Ok(exit::OK),
+        #[cfg(feature = "server")]
+        Command::Serve { flags } => match distlock_server::cli::config_from_args(flags) {
+            Ok(config) => {
+                let code = distlock_server::cli::serve(config).await;
+                Ok(if code == std::process::ExitCode::SUCCESS {
+                    exit::OK
+                } else {
+                    exit::UNAVAILABLE
+                })
+            }
+            Err(message) => Err(Failure::usage(message)),
+        },
     }
 }

@@ -469,3 +469,52 @@ fn bench_prints_figures() {
         "bench leaves no lock behind"
     );
 }
+
+/// `distlock serve` starts a lock server; another `distlock` holds a lock
+/// through it (`distlock://`), and the token reaches the command.
+#[cfg(feature = "server")]
+#[test]
+fn serve_runs_a_lock_server_that_clients_lock_through() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = distlock(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--store", "memory://"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let address = loop {
+        let line = lines
+            .next()
+            .expect("the server says where it listens")
+            .unwrap();
+        if let Some(address) = line.strip_prefix("listening on ") {
+            break address.trim().to_owned();
+        }
+    };
+    let url = format!("distlock://{address}");
+    let out = run(distlock(dir.path()).args([
+        "--url",
+        &url,
+        "lock",
+        "served",
+        "--",
+        "sh",
+        "-c",
+        "echo $DISTLOCK_TOKEN",
+    ]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let token: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(token > 0);
+    let out = run(distlock(dir.path()).args(["--url", &url, "info", "served"]));
+    assert_eq!(
+        code(&out),
+        1,
+        "released after the command: {}",
+        stderr(&out)
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}

@@ -34,6 +34,7 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+pub mod cli;
 mod client;
 mod config;
 mod error;

@@ -11,98 +11,6 @@
 //! that it never shows in `ps`.
 
 use std::process::ExitCode;
-use std::time::Duration;
-
-use distlock_server::{Config, DisconnectGrace, Limits, Password, TlsConfig};
-
-const USAGE: &str = "usage: distlock-server [--listen ADDR] [--store URL] [--metrics ADDR] \
-[--password-file PATH] [--disconnect-grace lease|MILLIS] [--session-timeout MILLIS] \
-[--max-sessions N] [--max-locks-per-session N] [--max-waiters-per-resource N] \
-[--max-message-bytes N] [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] \
-(password from DISTLOCK_PASSWORD)";
-
-fn parse_args() -> Result<Config, String> {
-    let mut config = Config::new(
-        "127.0.0.1:7420"
-            .parse()
-            .map_err(|e| format!("default address: {e}"))?,
-    );
-    let mut limits = Limits::default();
-    if let Ok(password) = std::env::var("DISTLOCK_PASSWORD")
-        && !password.is_empty()
-    {
-        config = config.with_password(Password::new(password));
-    }
-    let mut tls_files: (Option<String>, Option<String>, Option<String>) = (None, None, None);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "--help" || flag == "-h" {
-            return Err(USAGE.to_owned());
-        }
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let number = |v: &str| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{flag}: `{v}` is not a number"))
-        };
-        match flag.as_str() {
-            "--listen" => {
-                config.listen = value
-                    .parse()
-                    .map_err(|e| format!("--listen `{value}`: {e}"))?;
-            }
-            "--store" => config.store = value,
-            "--metrics" => {
-                config.metrics = Some(
-                    value
-                        .parse()
-                        .map_err(|e| format!("--metrics `{value}`: {e}"))?,
-                );
-            }
-            "--password-file" => {
-                let secret = std::fs::read_to_string(&value)
-                    .map_err(|e| format!("--password-file {value}: {e}"))?;
-                config.password = Some(Password::new(secret.trim_end_matches(['\r', '\n'])));
-            }
-            "--disconnect-grace" => {
-                config.disconnect_grace = if value == "lease" {
-                    DisconnectGrace::LeaseExpiry
-                } else {
-                    DisconnectGrace::After(Duration::from_millis(number(&value)?))
-                };
-            }
-            "--session-timeout" => {
-                config.session_timeout = Duration::from_millis(number(&value)?.max(100));
-            }
-            "--max-sessions" => limits.max_sessions = number(&value)? as usize,
-            "--max-locks-per-session" => limits.max_locks_per_session = number(&value)? as usize,
-            "--max-waiters-per-resource" => {
-                limits.max_waiters_per_resource = number(&value)? as usize;
-            }
-            "--max-message-bytes" => limits.max_message_bytes = number(&value)? as usize,
-            "--tls-cert" => tls_files.0 = Some(value),
-            "--tls-key" => tls_files.1 = Some(value),
-            "--tls-client-ca" => tls_files.2 = Some(value),
-            other => return Err(format!("unknown flag {other}\n{USAGE}")),
-        }
-    }
-    let read = |path: &str| std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"));
-    match tls_files {
-        (Some(cert), Some(key), client_ca) => {
-            let mut tls = TlsConfig::new(read(&cert)?, read(&key)?);
-            if let Some(ca) = client_ca {
-                tls = tls.with_client_ca(read(&ca)?);
-            }
-            config = config.with_tls(tls);
-        }
-        (None, None, None) => {}
-        _ => {
-            return Err("--tls-cert and --tls-key go together (--tls-client-ca needs both)".into());
-        }
-    }
-    Ok(config.with_limits(limits))
-}
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -111,7 +19,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let config = match parse_args() {
+    let config = match distlock_server::cli::config_from_args(std::env::args().skip(1)) {
         Ok(config) => config,
         Err(message) => {
             eprintln!("{message}");
@@ -128,22 +36,5 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async move {
-        let server = match distlock_server::start(config).await {
-            Ok(server) => server,
-            Err(error) => {
-                eprintln!("distlock-server: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
-        // One line on stdout for scripts and tests (port 0 picks a free port).
-        println!("listening on {}", server.local_addr());
-        if let Some(metrics) = server.metrics_addr() {
-            println!("metrics on http://{metrics}/metrics");
-        }
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("interrupted: draining");
-        server.shutdown().await;
-        ExitCode::SUCCESS
-    })
+    runtime.block_on(distlock_server::cli::serve(config))
 }
