@@ -90,10 +90,27 @@ pub(crate) async fn run(url: Option<&str>, out: &Output) -> Result<u8, Failure> 
     }
 
     match cycle(&*locker, &probe).await {
-        Ok((took, token)) => println!(
-            "lock      {ok}  lock, info, release in {} (token {token})",
-            ms(took)
-        ),
+        Ok(Cycle {
+            took,
+            token,
+            offset,
+        }) => {
+            println!(
+                "lock      {ok}  lock, info, release in {} (token {token})",
+                ms(took)
+            );
+            if let Some((offset_ms, within_ms)) = offset {
+                let margin = locker.capabilities().clock_margin.as_secs_f64() * 1000.0;
+                let fine = offset_ms.abs() <= margin.max(within_ms) + within_ms;
+                println!(
+                    "clock     {}  the store's clock is {offset_ms:+.1} ms from this machine's (± {within_ms:.1} ms; allowed {margin:.0} ms)",
+                    if fine { ok } else { fail }
+                );
+                if !fine {
+                    println!("fix       synchronise this machine's clock with the store's (NTP)");
+                }
+            }
+        }
         Err(error) => {
             println!("lock      {fail}  {}", exit::one_line(&error));
             println!("fix       {}", hint(&error));
@@ -106,15 +123,37 @@ pub(crate) async fn run(url: Option<&str>, out: &Output) -> Result<u8, Failure> 
     Ok(exit::OK)
 }
 
-async fn cycle(locker: &dyn Locker, probe: &str) -> Result<(Duration, u64), Error> {
+struct Cycle {
+    took: Duration,
+    token: u64,
+    /// The store's clock against this machine's, from the lock time the
+    /// store recorded: (offset, uncertainty) in milliseconds.
+    offset: Option<(f64, f64)>,
+}
+
+async fn cycle(locker: &dyn Locker, probe: &str) -> Result<Cycle, Error> {
     let started = Instant::now();
+    let before = std::time::SystemTime::now();
     let options = LockOptions::new()
         .with_ttl(Duration::from_secs(10).max(locker.capabilities().min_ttl))
         .with_wait_timeout(Duration::ZERO)
         .with_data("distlock doctor");
     let lock = locker.lock(probe, &options).await?;
+    let after = std::time::SystemTime::now();
     let token = lock.token();
     let info = locker.info(probe).await?;
+    let offset = info
+        .as_ref()
+        .and_then(|i| i.lock_time())
+        .and_then(|granted| {
+            let half = after.duration_since(before).ok()? / 2;
+            let middle = before + half;
+            let offset = match granted.duration_since(middle) {
+                Ok(ahead) => ahead.as_secs_f64() * 1000.0,
+                Err(behind) => -behind.duration().as_secs_f64() * 1000.0,
+            };
+            Some((offset, half.as_secs_f64() * 1000.0))
+        });
     if info.and_then(|i| i.token()) != Some(token) {
         return Err(Error::store(
             locker.capabilities().backend,
@@ -122,5 +161,9 @@ async fn cycle(locker: &dyn Locker, probe: &str) -> Result<(Duration, u64), Erro
         ));
     }
     lock.release().await?;
-    Ok((started.elapsed(), token))
+    Ok(Cycle {
+        took: started.elapsed(),
+        token,
+        offset,
+    })
 }

@@ -208,6 +208,10 @@ impl<L: Locker> Handler for Metered<L> {
     async fn refresh(&self, resource: &str, key: LeaseKey, ttl: Duration) -> Result<()> {
         self.store_error("refresh", self.inner.refresh(resource, key, ttl).await)
     }
+
+    async fn force_release(&self, resource: &str) -> Result<usize> {
+        self.store_error("evict", self.inner.force_release(resource).await)
+    }
 }
 
 #[async_trait]
@@ -242,6 +246,10 @@ impl<L: Locker> Locker for Metered<L> {
 
     fn capabilities(&self) -> &Capabilities {
         self.inner.capabilities()
+    }
+
+    fn refresh_stats(&self) -> Option<crate::RefreshStats> {
+        self.inner.refresh_stats()
     }
 }
 

@@ -244,7 +244,7 @@ mod tests {
         let found = credentials_failure(&chain).expect("found in the chain");
         let err = credentials_error(op, found);
         assert!(matches!(err, Error::Store { .. }), "{err:?}");
-        let text = err.to_string();
+        let text = distlock_core::error_chain(&err);
         assert!(!text.contains('\n'), "{text}");
         assert!(text.contains("AWS_ACCESS_KEY_ID"), "{text}");
         let timed_out = CredentialsError::provider_timed_out(std::time::Duration::from_secs(5));

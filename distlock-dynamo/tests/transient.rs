@@ -148,7 +148,7 @@ async fn throttling_past_the_attempts_is_a_transient_error() {
         Err(error @ Error::Unavailable { .. }) => {
             assert!(error.is_transient());
             assert!(
-                error.to_string().contains("ProvisionedThroughputExceeded"),
+                distlock_core::error_chain(&error).contains("ProvisionedThroughputExceeded"),
                 "{error}"
             );
         }
@@ -176,7 +176,8 @@ async fn permanent_errors_are_not_retried() {
     match missing.locker().try_lock("x", &options()).await {
         Err(error @ Error::Store { .. }) => {
             assert!(!error.is_transient());
-            assert!(error.to_string().contains("create_table"), "{error}");
+            let text = distlock_core::error_chain(&error);
+            assert!(text.contains("create_table"), "{text}");
         }
         other => panic!("expected a Store error, got {other:?}"),
     }

@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::MemoryFixture;
+use common::{Layer, MemoryFixture};
 use distlock_memory::MemoryStore;
 
 async fn fixture() -> Option<MemoryFixture> {
     Some(MemoryFixture {
         store: MemoryStore::new(),
-        layered: false,
+        layer: Layer::None,
     })
 }
 

@@ -173,7 +173,7 @@ mod tests {
         ));
         let mapped = connect_error(error, "127.0.0.1:6379");
         assert!(!mapped.is_transient());
-        let text = mapped.to_string();
+        let text = distlock_core::error_chain(&mapped);
         assert!(text.contains("redis://:PASSWORD@host"), "{text}");
         assert!(text.contains("127.0.0.1:6379"), "{text}");
     }

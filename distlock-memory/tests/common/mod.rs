@@ -6,23 +6,31 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use distlock_core::conformance::Fixture;
 use distlock_core::layer::Retrying;
+use distlock_core::metrics::Metered;
 use distlock_core::{Connector, Locker, Store};
 use distlock_memory::{MemoryConnector, MemoryStore};
+
+/// Which layer wraps every locker of the fixture.
+#[derive(Clone, Copy)]
+pub(crate) enum Layer {
+    None,
+    Retrying,
+    Metered,
+}
 
 /// Lockers over one shared in-process table, optionally behind a layer.
 pub(crate) struct MemoryFixture {
     pub(crate) store: MemoryStore,
-    /// Wrap every locker in the `Retrying` layer.
-    pub(crate) layered: bool,
+    pub(crate) layer: Layer,
 }
 
 #[async_trait]
 impl Fixture for MemoryFixture {
     async fn locker(&self) -> Arc<dyn Locker> {
-        if self.layered {
-            Arc::new(Retrying::new(self.store.locker()))
-        } else {
-            Arc::new(self.store.locker())
+        match self.layer {
+            Layer::None => Arc::new(self.store.locker()),
+            Layer::Retrying => Arc::new(Retrying::new(self.store.locker())),
+            Layer::Metered => Arc::new(Metered::new(self.store.locker()).with_resource_label(true)),
         }
     }
 
