@@ -9,7 +9,7 @@ use crate::LockOptions;
 /// `Handler::refresh` by key renews a lease for the given TTL.
 pub async fn handler_refresh_by_key_extends_the_lease(fixture: &dyn Fixture) {
     let ctx = Ctx::new(fixture).await;
-    let ttl = ctx.short_ttl();
+    let ttl = ctx.held_ttl();
     let r = ctx.name("refresh-by-key");
     let lock = take(&*ctx.locker, &r, &manual(ttl)).await;
     let key = lock.detach();
@@ -32,7 +32,7 @@ pub async fn handler_refresh_by_key_extends_the_lease(fixture: &dyn Fixture) {
 /// Background refresh keeps the lock for many TTLs.
 pub async fn auto_refresh_keeps_the_lock_across_many_ttls(fixture: &dyn Fixture) {
     let ctx = Ctx::new(fixture).await;
-    let ttl = ctx.short_ttl();
+    let ttl = ctx.held_ttl();
     let r = ctx.name("auto-refresh");
     let lock = take(&*ctx.locker, &r, &LockOptions::new().with_ttl(ttl)).await;
     let other = ctx.other().await;
@@ -58,7 +58,7 @@ pub async fn auto_refresh_keeps_the_lock_across_many_ttls(fixture: &dyn Fixture)
 /// `refresh()` by hand extends a manual lease past its first TTL.
 pub async fn manual_refresh_extends_the_lease(fixture: &dyn Fixture) {
     let ctx = Ctx::new(fixture).await;
-    let ttl = ctx.short_ttl();
+    let ttl = ctx.held_ttl();
     let r = ctx.name("manual-refresh");
     let lock = take(&*ctx.locker, &r, &manual(ttl)).await;
     let other = ctx.other().await;
@@ -117,7 +117,7 @@ pub async fn batch_refresh_renews_many_leases_in_few_calls(fixture: &dyn Fixture
         ctx.locker.refresh_stats().is_some(),
         "a backend that claims batch_refresh reports no refresh_stats()"
     );
-    let ttl = ctx.short_ttl().max(Duration::from_millis(1500));
+    let ttl = ctx.held_ttl().max(Duration::from_millis(1500));
     let options = LockOptions::new().with_ttl(ttl);
     let mut locks = Vec::new();
     for i in 0..200 {

@@ -52,6 +52,14 @@ impl<'a> Ctx<'a> {
         self.caps().min_ttl.max(Duration::from_millis(300))
     }
 
+    /// The TTL of cases where a lease must survive renewals: twice the short
+    /// TTL and at least a second, so that a renewal sent every third of it
+    /// has room to come back on a loaded machine (the promise is about
+    /// renewing, not about how fast the store answers).
+    pub fn held_ttl(&self) -> Duration {
+        (self.short_ttl() * 2).max(Duration::from_secs(1))
+    }
+
     /// Another client of the same store.
     pub async fn other(&self) -> Arc<dyn Locker> {
         self.fixture.locker().await
