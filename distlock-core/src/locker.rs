@@ -170,20 +170,21 @@ impl<S: Store> fmt::Debug for Shared<S> {
 
 /// A store call that must run to its end once started: if the caller drops
 /// it midway, the rest of it runs on the locker's background task, and then
-/// `after` decides what to undo. The store may apply a request whose answer
+/// its key is released if the answer may have left a lease. The store may apply a request whose answer
 /// nobody waited for; only once the answer is in can a release be ordered
 /// after it, whatever connection or stream the release goes out on.
-struct MustFinish<T: Send + 'static> {
+struct MustFinish<S: Store, T: Send + 'static> {
     call: Option<BoxFuture<'static, Result<T>>>,
-    /// Run on the background task with the call's answer (dropped callers only).
-    after: Option<Box<dyn FnOnce(Result<T>) -> Job + Send>>,
-    /// Hands the unfinished call to the background task.
-    hand_over: Option<Box<dyn FnOnce(Job) + Send>>,
+    shared: Arc<Shared<S>>,
+    resource: Arc<str>,
+    key: LeaseKey,
+    /// Whether an answer may have left a lease under `key` (then it is released).
+    may_hold: fn(&Result<T>) -> bool,
     /// Told when the caller went away (queued acquires stop waiting).
     abandoned: Option<Abandoned>,
 }
 
-impl<T: Send + 'static> Future for MustFinish<T> {
+impl<S: Store, T: Send + 'static> Future for MustFinish<S, T> {
     type Output = Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
@@ -203,20 +204,26 @@ impl<T: Send + 'static> Future for MustFinish<T> {
     }
 }
 
-impl<T: Send + 'static> Drop for MustFinish<T> {
+impl<S: Store, T: Send + 'static> Drop for MustFinish<S, T> {
     fn drop(&mut self) {
-        let (Some(call), Some(after), Some(hand_over)) =
-            (self.call.take(), self.after.take(), self.hand_over.take())
-        else {
+        // Finished (or never started): nothing to do. This is the common path,
+        // and it costs nothing.
+        let Some(call) = self.call.take() else {
             return;
         };
         if let Some(abandoned) = &self.abandoned {
             abandoned.abandon();
         }
-        hand_over(Box::pin(async move {
+        let shared = self.shared.clone();
+        let (resource, key, may_hold) = (self.resource.clone(), self.key, self.may_hold);
+        self.shared.background.push_job(Box::pin(async move {
             let answer = call.await;
-            after(answer).await;
+            let unsure = matches!(&answer, Err(error) if error.is_transient());
+            if unsure || may_hold(&answer) {
+                shared.release_round(resource, key, unsure).await;
+            }
         }));
+        self.shared.ensure_background();
     }
 }
 
@@ -243,28 +250,13 @@ impl<S: Store> Shared<S> {
         call: BoxFuture<'static, Result<T>>,
         abandoned: Option<Abandoned>,
         may_hold: fn(&Result<T>) -> bool,
-    ) -> MustFinish<T> {
-        let shared = self.clone();
-        let owned = resource.clone();
-        let after = Box::new(move |answer: Result<T>| -> Job {
-            let unsure = matches!(&answer, Err(error) if error.is_transient());
-            if unsure {
-                Box::pin(shared.release_round(owned, key, true))
-            } else if may_hold(&answer) {
-                Box::pin(shared.release_round(owned, key, false))
-            } else {
-                Box::pin(async {})
-            }
-        });
-        let shared = self.clone();
-        let hand_over = Box::new(move |job: Job| {
-            shared.background.push_job(job);
-            shared.ensure_background();
-        });
+    ) -> MustFinish<S, T> {
         MustFinish {
             call: Some(call),
-            after: Some(after),
-            hand_over: Some(hand_over),
+            shared: self.clone(),
+            resource: resource.clone(),
+            key,
+            may_hold,
             abandoned,
         }
     }
