@@ -197,24 +197,15 @@ pub(crate) async fn release(
     };
     let key = LeaseKey::parse(key.trim()).map_err(Failure::from)?;
     let locker = connect(url).await?;
-    let interactive = std::io::stdin().is_terminal();
-    if !args.yes && interactive {
-        let what = match locker.info(&args.name).await? {
-            Some(info) => format!(
-                "`{}` is held by {} (token {})",
-                info.resource,
-                info.owner().unwrap_or("?"),
-                info.token().unwrap_or_default()
-            ),
-            None => format!("`{}` is free", args.name),
-        };
-        eprint!("{what}. Release the lease of key {key:?}? [y/N] ");
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
-            out.note("not released");
-            return Ok(exit::NOT_FOUND);
-        }
+    if !confirmed(
+        &*locker,
+        &args,
+        &format!("Release the lease of key {key:?}?"),
+    )
+    .await?
+    {
+        out.note("not released");
+        return Ok(exit::NOT_FOUND);
     }
     match locker.release(&args.name, key).await {
         Ok(()) => {
@@ -232,28 +223,39 @@ pub(crate) async fn release(
     }
 }
 
+/// Whether to go on: yes with `--yes` or when nobody is at a terminal;
+/// otherwise the user is shown who holds the lock and asked `question`.
+async fn confirmed(
+    locker: &dyn distlock::Locker,
+    args: &ReleaseArgs,
+    question: &str,
+) -> Result<bool, Failure> {
+    if args.yes || !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    let what = match locker.info(&args.name).await? {
+        Some(info) => format!(
+            "`{}` is held by {} holder(s), first {} (token {})",
+            info.resource,
+            info.holders.len(),
+            info.owner().unwrap_or("?"),
+            info.token().unwrap_or_default()
+        ),
+        None => format!("`{}` is free", args.name),
+    };
+    eprint!("{what}. {question} [y/N] ");
+    let mut answer = String::new();
+    let _ = std::io::stdin().read_line(&mut answer);
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES"))
+}
+
 /// `release --force NAME`: end every lease of the resource without keys; the
 /// next grant's token is higher, so the evicted holders are fenced.
 async fn force_release(url: Option<&str>, args: &ReleaseArgs, out: &Output) -> Result<u8, Failure> {
     let locker = connect(url).await?;
-    if !args.yes && std::io::stdin().is_terminal() {
-        let what = match locker.info(&args.name).await? {
-            Some(info) => format!(
-                "`{}` is held by {} holder(s), first {} (token {})",
-                info.resource,
-                info.holders.len(),
-                info.owner().unwrap_or("?"),
-                info.token().unwrap_or_default()
-            ),
-            None => format!("`{}` is free", args.name),
-        };
-        eprint!("{what}. End every lease of it? [y/N] ");
-        let mut answer = String::new();
-        let _ = std::io::stdin().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes" | "YES") {
-            out.note("not released");
-            return Ok(exit::NOT_FOUND);
-        }
+    if !confirmed(&*locker, args, "End every lease of it?").await? {
+        out.note("not released");
+        return Ok(exit::NOT_FOUND);
     }
     match locker.force_release(&args.name).await? {
         0 => {
